@@ -1,0 +1,205 @@
+//! Loading the plugin configuration: strict parsing, then validation and
+//! compilation into one immutable [`Config`].
+//!
+//! All the expensive, fallible work (key parsing, Rego compilation, the
+//! builtin check) happens here, once per configuration. Every error names the
+//! field it is about, e.g. `providers[0].algorithms[1]: unknown algorithm "none"`.
+
+pub mod raw;
+
+use crate::algorithm::Alg;
+use crate::jwks;
+use crate::policy::Policy;
+use crate::token::cache::DEFAULT_CAPACITY;
+use crate::token::extract::HeaderSource;
+use crate::token::verify::Provider;
+pub use raw::Mode;
+use raw::{RawConfig, RawProvider};
+use std::fmt;
+
+/// Longest clock skew a provider may tolerate.
+pub const MAX_LEEWAY_SECONDS: u64 = 300;
+/// Largest token cache a config may ask for.
+pub const MAX_TOKEN_CACHE: usize = 100_000;
+
+/// A validated, compiled configuration. Immutable once built.
+#[derive(Debug)]
+pub struct Config {
+    pub mode: Mode,
+    pub providers: Vec<Provider>,
+    pub policy: Policy,
+    pub token_cache_capacity: usize,
+    /// Things that loaded but deserve a log line (e.g. skipped JWKs).
+    pub warnings: Vec<String>,
+}
+
+/// Why a configuration was refused. The message starts with the field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(path: impl fmt::Display, msg: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("{path}: {msg}"))
+}
+
+impl Config {
+    /// Parses, validates and compiles the JSON plugin configuration.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ConfigError(format!("config: {inner}"))
+            } else {
+                err(path, inner)
+            }
+        })?;
+        Config::compile(raw)
+    }
+
+    fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        let mut providers = Vec::with_capacity(raw.providers.len());
+        for (i, p) in raw.providers.iter().enumerate() {
+            let path = format!("providers[{i}]");
+            if providers.iter().any(|q: &Provider| q.name == p.name) {
+                return Err(err(
+                    format!("{path}.name"),
+                    format!("duplicate provider name `{}`", p.name),
+                ));
+            }
+            providers.push(compile_provider(p, &path, &mut warnings)?);
+        }
+        let policy = Policy::compile(
+            &raw.policy.modules,
+            raw.policy.data.as_ref(),
+            &raw.policy.decision,
+        )
+        .map_err(|e| err(format!("policy.{}", e.field), e.message))?;
+        let token_cache_capacity = match raw.token_cache {
+            None => DEFAULT_CAPACITY,
+            Some(c) if c.max_entries <= MAX_TOKEN_CACHE => c.max_entries,
+            Some(c) => {
+                return Err(err(
+                    "token_cache.max_entries",
+                    format!("{} is over the maximum {MAX_TOKEN_CACHE}", c.max_entries),
+                ))
+            }
+        };
+        Ok(Config {
+            mode: raw.mode,
+            providers,
+            policy,
+            token_cache_capacity,
+            warnings,
+        })
+    }
+
+    /// Every header a provider reads tokens from.
+    pub fn token_sources(&self) -> impl Iterator<Item = &HeaderSource> {
+        self.providers.iter().flat_map(|p| p.sources.iter())
+    }
+}
+
+fn compile_provider(
+    p: &RawProvider,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Provider, ConfigError> {
+    if p.name.trim().is_empty() {
+        return Err(err(format!("{path}.name"), "must not be empty"));
+    }
+    if p.issuer.is_empty() {
+        return Err(err(format!("{path}.issuer"), "must not be empty"));
+    }
+    if p.audiences.is_empty() {
+        return Err(err(
+            format!("{path}.audiences"),
+            "at least one audience is required; tokens for other services must not be accepted",
+        ));
+    }
+    if let Some(i) = p.audiences.iter().position(String::is_empty) {
+        return Err(err(format!("{path}.audiences[{i}]"), "must not be empty"));
+    }
+    if p.algorithms.is_empty() {
+        return Err(err(
+            format!("{path}.algorithms"),
+            "at least one algorithm is required",
+        ));
+    }
+    let mut algorithms = Vec::new();
+    for (i, name) in p.algorithms.iter().enumerate() {
+        let alg = Alg::parse(name).ok_or_else(|| {
+            err(
+                format!("{path}.algorithms[{i}]"),
+                format!(
+                    "unknown algorithm `{name}`; supported: {}",
+                    Alg::list(&Alg::ALL)
+                ),
+            )
+        })?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    if p.leeway_seconds > MAX_LEEWAY_SECONDS {
+        return Err(err(
+            format!("{path}.leeway_seconds"),
+            format!(
+                "{} is over the maximum {MAX_LEEWAY_SECONDS}",
+                p.leeway_seconds
+            ),
+        ));
+    }
+    if p.max_lifetime_seconds == 0 {
+        return Err(err(
+            format!("{path}.max_lifetime_seconds"),
+            "must be positive",
+        ));
+    }
+    if p.from_headers.is_empty() {
+        return Err(err(
+            format!("{path}.from_headers"),
+            "at least one header is required",
+        ));
+    }
+    let mut sources = Vec::new();
+    for (i, h) in p.from_headers.iter().enumerate() {
+        let valid_name = !h.name.is_empty()
+            && h.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_name {
+            return Err(err(
+                format!("{path}.from_headers[{i}].name"),
+                format!("`{}` is not a valid header name", h.name),
+            ));
+        }
+        sources.push(HeaderSource::new(&h.name, &h.value_prefix));
+    }
+    let (keys, skipped) = jwks::load_keys(&p.jwks.keys, &algorithms, &format!("{path}.jwks.keys"))
+        .map_err(ConfigError)?;
+    warnings.extend(skipped);
+    Ok(Provider {
+        name: p.name.clone(),
+        issuer: p.issuer.clone(),
+        audiences: p.audiences.clone(),
+        algorithms,
+        keys,
+        leeway_seconds: p.leeway_seconds,
+        max_lifetime_seconds: p.max_lifetime_seconds,
+        sources,
+    })
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

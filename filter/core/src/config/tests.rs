@@ -1,0 +1,190 @@
+use super::*;
+use crate::testutil::*;
+use serde_json::json;
+
+fn base() -> serde_json::Value {
+    config_json(json!({}), ALLOW_ALL)
+}
+
+#[test]
+fn loads_a_valid_config_with_defaults() {
+    let c = config(json!({}), ALLOW_ALL);
+    assert_eq!(c.mode, Mode::Enforce);
+    assert_eq!(c.providers[0].leeway_seconds, 30);
+    assert_eq!(c.providers[0].max_lifetime_seconds, 86_400);
+    assert_eq!(c.providers[0].sources[0].name, "authorization");
+    assert_eq!(c.token_cache_capacity, DEFAULT_CAPACITY);
+}
+
+#[test]
+fn unknown_fields_are_refused_with_their_path() {
+    let mut j = base();
+    j["providers"][0]["audience"] = json!("typo");
+    let e = load_err(&j);
+    assert!(
+        e.starts_with("providers[0].audience: unknown field `audience`"),
+        "{e}"
+    );
+
+    let mut j = base();
+    j["polcy"] = json!({});
+    assert!(load_err(&j).contains("unknown field `polcy`"));
+
+    let mut j = base();
+    j["policy"]["modules_"] = json!({});
+    assert!(load_err(&j).starts_with("policy.modules_: unknown field"));
+
+    let mut j = base();
+    j["providers"][0]["from_headers"] = json!([{"name": "authorization", "prefix": "Bearer "}]);
+    assert!(load_err(&j).starts_with("providers[0].from_headers[0].prefix: unknown field"));
+}
+
+#[test]
+fn bad_mode_is_refused() {
+    let mut j = base();
+    j["mode"] = json!("audit");
+    let e = load_err(&j);
+    assert!(e.starts_with("mode: unknown variant `audit`"), "{e}");
+}
+
+#[test]
+fn unknown_algorithm_is_refused() {
+    for alg in ["none", "RS257", "rs256", "ES512"] {
+        let e = load_err(&config_json(
+            json!({"algorithms": ["RS256", alg]}),
+            ALLOW_ALL,
+        ));
+        assert!(
+            e.starts_with("providers[0].algorithms[1]: unknown algorithm"),
+            "{alg}: {e}"
+        );
+    }
+}
+
+#[test]
+fn weak_rsa_key_is_refused() {
+    let jwks: serde_json::Value = serde_json::from_str(WEAK_JWKS).unwrap();
+    let e = load_err(&config_json(json!({"jwks": jwks}), ALLOW_ALL));
+    assert!(
+        e.starts_with("providers[0].jwks.keys[0]: RSA key has 1024 bits"),
+        "{e}"
+    );
+}
+
+#[test]
+fn jwks_without_usable_key_is_refused() {
+    let e = load_err(&config_json(json!({"jwks": {"keys": []}}), ALLOW_ALL));
+    assert!(
+        e.starts_with("providers[0].jwks.keys: no usable key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn oct_key_without_hs_is_refused() {
+    let jwks =
+        json!({"keys": [{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}]});
+    let e = load_err(&config_json(json!({"jwks": jwks}), ALLOW_ALL));
+    assert!(e.contains("no HS algorithm is allowed"), "{e}");
+}
+
+#[test]
+fn missing_or_empty_required_fields_are_refused() {
+    for (field, value, msg) in [
+        (
+            "audiences",
+            json!([]),
+            "providers[0].audiences: at least one audience",
+        ),
+        (
+            "audiences",
+            json!([""]),
+            "providers[0].audiences[0]: must not be empty",
+        ),
+        (
+            "issuer",
+            json!(""),
+            "providers[0].issuer: must not be empty",
+        ),
+        (
+            "algorithms",
+            json!([]),
+            "providers[0].algorithms: at least one",
+        ),
+        (
+            "leeway_seconds",
+            json!(301),
+            "providers[0].leeway_seconds: 301 is over",
+        ),
+        (
+            "leeway_seconds",
+            json!(-1),
+            "providers[0].leeway_seconds: invalid value",
+        ),
+        (
+            "max_lifetime_seconds",
+            json!(0),
+            "providers[0].max_lifetime_seconds: must be positive",
+        ),
+        (
+            "from_headers",
+            json!([]),
+            "providers[0].from_headers: at least one",
+        ),
+        (
+            "from_headers",
+            json!([{"name": "bad header"}]),
+            "providers[0].from_headers[0].name",
+        ),
+    ] {
+        let e = load_err(&config_json(json!({ field: value }), ALLOW_ALL));
+        assert!(e.starts_with(msg), "{field}={value}: {e}");
+    }
+    let mut j = base();
+    j["providers"][0].as_object_mut().unwrap().remove("issuer");
+    assert!(load_err(&j).contains("missing field `issuer`"));
+}
+
+#[test]
+fn duplicate_provider_names_are_refused() {
+    let mut j = base();
+    let p = j["providers"][0].clone();
+    j["providers"].as_array_mut().unwrap().push(p);
+    assert!(load_err(&j).starts_with("providers[1].name: duplicate provider name `test`"));
+}
+
+#[test]
+fn unparsable_rego_is_refused_with_the_module_name() {
+    let e = load_err(&config_json(json!({}), "package envoy.authz\nallow if {"));
+    assert!(e.starts_with("policy.modules[\"authz.rego\"]"), "{e}");
+}
+
+#[test]
+fn invalid_json_is_refused() {
+    let e = Config::from_json(b"{\"mode\": ").unwrap_err().0;
+    assert!(e.contains("EOF"), "{e}");
+    let e = Config::from_json(b"[]").unwrap_err().0;
+    assert!(e.starts_with("config: invalid"), "{e}");
+}
+
+#[test]
+fn token_cache_size_is_bounded() {
+    let mut j = base();
+    j["token_cache"] = json!({"max_entries": 10});
+    assert_eq!(
+        Config::from_json(j.to_string().as_bytes())
+            .unwrap()
+            .token_cache_capacity,
+        10
+    );
+    j["token_cache"] = json!({"max_entries": MAX_TOKEN_CACHE + 1});
+    assert!(load_err(&j).starts_with("token_cache.max_entries"));
+}
+
+#[test]
+fn a_config_without_providers_is_valid() {
+    let j = json!({"mode": "dry_run", "policy": {"modules": {"a.rego": ALLOW_ALL}, "decision": "data.envoy.authz.allow"}});
+    let c = Config::from_json(j.to_string().as_bytes()).unwrap();
+    assert!(c.providers.is_empty());
+    assert_eq!(c.mode, Mode::DryRun);
+}

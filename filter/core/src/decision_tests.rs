@@ -1,0 +1,116 @@
+use super::*;
+use serde_json::json;
+
+fn v(j: serde_json::Value) -> Result<Value, String> {
+    Ok(Value::from(j))
+}
+
+fn reason(verdict: PolicyVerdict) -> DenyReason {
+    match verdict {
+        PolicyVerdict::Deny(d) => d.reason,
+        PolicyVerdict::Allow(a) => panic!("allowed: {a:?}"),
+    }
+}
+
+#[test]
+fn only_true_allows() {
+    assert_eq!(
+        interpret(v(json!(true))),
+        PolicyVerdict::Allow(AllowDirectives::default())
+    );
+    assert!(matches!(
+        interpret(v(json!({"allowed": true}))),
+        PolicyVerdict::Allow(_)
+    ));
+}
+
+#[test]
+fn everything_else_denies_with_its_reason() {
+    assert_eq!(reason(interpret(v(json!(false)))), DenyReason::Denied);
+    assert_eq!(
+        reason(interpret(Ok(Value::Undefined))),
+        DenyReason::Undefined
+    );
+    assert_eq!(reason(interpret(Err("boom".into()))), DenyReason::Error);
+    for bad in [
+        json!("true"),
+        json!(1),
+        json!(null),
+        json!([true]),
+        json!({"allowed": "true"}),
+        json!({"allowed": 1}),
+        json!({"allow": true}),
+        json!({}),
+    ] {
+        assert_eq!(
+            reason(interpret(v(bad.clone()))),
+            DenyReason::InvalidResult,
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn allow_object_carries_directives() {
+    let r = interpret(v(json!({
+        "allowed": true,
+        "headers": {"X-Subject": "alice", "x-multi": ["a", "b"]},
+        "request_headers_to_remove": ["X-Debug"],
+        "response_headers_to_add": {"x-policy": "v1"},
+    })));
+    assert_eq!(
+        r,
+        PolicyVerdict::Allow(AllowDirectives {
+            request_headers_to_add: vec![
+                ("x-subject".into(), "alice".into()),
+                ("x-multi".into(), "a".into()),
+                ("x-multi".into(), "b".into()),
+            ],
+            request_headers_to_remove: vec!["x-debug".into()],
+            response_headers_to_add: vec![("x-policy".into(), "v1".into())],
+        })
+    );
+}
+
+#[test]
+fn malformed_allow_directives_deny() {
+    for bad in [
+        json!({"allowed": true, "headers": {"x": 1}}),
+        json!({"allowed": true, "headers": {"x": "a\r\nInjected: 1"}}),
+        json!({"allowed": true, "headers": {"bad name": "a"}}),
+        json!({"allowed": true, "headers": "x"}),
+        json!({"allowed": true, "request_headers_to_remove": "x"}),
+    ] {
+        assert_eq!(
+            reason(interpret(v(bad.clone()))),
+            DenyReason::InvalidResult,
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn deny_object_shapes_the_reply() {
+    let r = interpret(v(
+        json!({"allowed": false, "http_status": 451, "body": "no", "headers": {"x-why": "legal"}}),
+    ));
+    let PolicyVerdict::Deny(d) = r else { panic!() };
+    assert_eq!(d.reason, DenyReason::Denied);
+    assert_eq!(
+        d.response,
+        ReplyOverrides {
+            http_status: Some(451),
+            body: Some("no".into()),
+            headers: vec![("x-why".into(), "legal".into())],
+        }
+    );
+}
+
+#[test]
+fn bad_reply_fields_are_dropped_but_still_deny() {
+    let r = interpret(v(json!({"allowed": false, "http_status": 99, "body": 5})));
+    let PolicyVerdict::Deny(d) = r else { panic!() };
+    assert_eq!(d.reason, DenyReason::Denied);
+    assert_eq!(d.response, ReplyOverrides::default());
+    assert!(d.detail.contains("http_status 99"), "{}", d.detail);
+}

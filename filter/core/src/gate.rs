@@ -1,0 +1,133 @@
+//! The decision for one request: authenticate, build the input, evaluate.
+//!
+//! This is the whole per-request pipeline, as a pure function of the compiled
+//! [`Config`], the request facts, the host's clock and the per-VM token cache.
+//! The result is data; the glue maps it to HTTP.
+
+use crate::config::{Config, Mode};
+use crate::decision::{self, AllowDirectives, DenyReason, PolicyVerdict, ReplyOverrides};
+use crate::input;
+use crate::request::Request;
+use crate::token::cache::{cache_key, TokenCache};
+use crate::token::extract::find_token;
+use crate::token::verify::{verify, VerifiedToken};
+use crate::token::TokenError;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// What was decided, and what to do about it.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub decision: Decision,
+    /// The verified token, if the request carried one.
+    pub token: Option<Rc<VerifiedToken>>,
+    /// False in `dry_run` mode: a denial is recorded but not applied.
+    pub enforced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(AllowDirectives),
+    Deny(Denial),
+}
+
+/// A refused request: which kind of refusal, a stable reason, and log detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub kind: DenialKind,
+    /// Stable reason code, e.g. `token_expired`, `policy_denied`.
+    pub reason: &'static str,
+    /// Detail for logs only.
+    pub detail: String,
+    /// Reply fields the policy asked for.
+    pub reply: ReplyOverrides,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialKind {
+    /// A token was presented and failed verification. The policy was not evaluated.
+    InvalidToken(TokenError),
+    /// No token was presented and the policy said no.
+    Unauthenticated,
+    /// The policy (or its failure) refused an authenticated or anonymous request.
+    Forbidden,
+}
+
+impl Evaluation {
+    /// Stable reason code: `allowed` or the denial's reason.
+    pub fn reason(&self) -> &'static str {
+        match &self.decision {
+            Decision::Allow(_) => "allowed",
+            Decision::Deny(d) => d.reason,
+        }
+    }
+
+    /// The `sub` of the verified token, if any.
+    pub fn subject(&self) -> Option<&str> {
+        self.token.as_deref().and_then(VerifiedToken::subject)
+    }
+}
+
+impl Config {
+    /// Decides on `request` at time `now` (since the Unix epoch).
+    pub fn decide(&self, request: &Request, now: Duration, cache: &mut TokenCache) -> Evaluation {
+        let enforced = self.mode == Mode::Enforce;
+        let token = match self.authenticate(request, now, cache) {
+            Ok(token) => token,
+            Err(e) => {
+                return Evaluation {
+                    decision: Decision::Deny(Denial {
+                        kind: DenialKind::InvalidToken(e),
+                        reason: e.reason(),
+                        detail: e.description().to_owned(),
+                        reply: ReplyOverrides::default(),
+                    }),
+                    token: None,
+                    enforced,
+                }
+            }
+        };
+        let input = input::build(request, token.as_deref());
+        let decision = match decision::interpret(self.policy.evaluate(input)) {
+            PolicyVerdict::Allow(directives) => Decision::Allow(directives),
+            PolicyVerdict::Deny(denial) => Decision::Deny(Denial {
+                kind: if token.is_none() && denial.reason == DenyReason::Denied {
+                    DenialKind::Unauthenticated
+                } else {
+                    DenialKind::Forbidden
+                },
+                reason: denial.reason.code(),
+                detail: denial.detail,
+                reply: denial.response,
+            }),
+        };
+        Evaluation {
+            decision,
+            token,
+            enforced,
+        }
+    }
+
+    /// The verified token, `Ok(None)` when none was presented.
+    fn authenticate(
+        &self,
+        request: &Request,
+        now: Duration,
+        cache: &mut TokenCache,
+    ) -> Result<Option<Rc<VerifiedToken>>, TokenError> {
+        let Some(found) = find_token(&request.headers, self.token_sources())? else {
+            return Ok(None);
+        };
+        let key = cache_key(found.header, found.token);
+        if let Some(hit) = cache.get(&key, now) {
+            return Ok(Some(hit));
+        }
+        let verified = Rc::new(verify(found.token, found.header, &self.providers, now)?);
+        cache.insert(key, verified.clone(), now);
+        Ok(Some(verified))
+    }
+}
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;

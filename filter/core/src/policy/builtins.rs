@@ -1,0 +1,100 @@
+//! Load-time check that every function a policy calls exists in this build.
+//!
+//! The filter is built with a chosen subset of regorus's builtins (see the
+//! README). Walking the modules' AST finds every call; a call resolves if it
+//! names a builtin compiled in, `print`, or a function the modules define.
+
+use regorus::Engine;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// A call to a function that this build does not provide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingFunction {
+    pub module: String,
+    pub message: String,
+}
+
+/// Names of the builtins compiled into this build, sorted.
+pub fn available() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = regorus::unstable::BUILTINS.keys().copied().collect();
+    names.sort_unstable();
+    names
+}
+
+pub fn check_calls(engine: &Engine) -> Result<(), MissingFunction> {
+    let ast = engine
+        .get_ast_as_json()
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .ok_or_else(|| MissingFunction {
+            module: String::new(),
+            message: "cannot inspect the policy AST".into(),
+        })?;
+    let policies = ast.as_array().map(Vec::as_slice).unwrap_or_default();
+
+    let mut defined = BTreeSet::new();
+    for policy in policies {
+        let module = &policy["ast"];
+        let package = dotted(&module["package"]["refr"]).unwrap_or_default();
+        for rule in module["rules"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if let Some(name) = dotted(&rule["Spec"]["head"]["Func"]["refr"]) {
+                defined.insert(format!("data.{package}.{name}"));
+            }
+        }
+    }
+
+    for policy in policies {
+        let module_name = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
+        let mut calls = Vec::new();
+        collect_calls(&policy["ast"], &mut calls);
+        for (name, line) in calls {
+            let is_builtin =
+                name == "print" || regorus::unstable::BUILTINS.contains_key(name.as_str());
+            let suffix = format!(".{name}");
+            let is_defined = defined.iter().any(|d| d == &name || d.ends_with(&suffix));
+            if !is_builtin && !is_defined {
+                return Err(MissingFunction {
+                    module: module_name,
+                    message: format!(
+                        "line {line}: `{name}` is not a function of this policy nor a builtin of this Palisade build (see the README's list of builtins)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds `Call` nodes; returns `(dotted function name, line)`.
+fn collect_calls(node: &Value, out: &mut Vec<(String, u64)>) {
+    match node {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key == "Call" {
+                    if let Some(name) = dotted(&child["fcn"]) {
+                        let line = child["span"]["line"].as_u64().unwrap_or(0);
+                        out.push((name, line));
+                    }
+                }
+                collect_calls(child, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|c| collect_calls(c, out)),
+        _ => {}
+    }
+}
+
+/// `a.b.c` from a `Var`/`RefDot` chain; `None` for anything dynamic.
+fn dotted(expr: &Value) -> Option<String> {
+    if let Some(var) = expr.get("Var") {
+        return var["value"].as_str().map(str::to_owned);
+    }
+    let dot = expr.get("RefDot")?;
+    let field = dot["field"].get(1)?.as_str()?;
+    Some(format!("{}.{field}", dotted(&dot["refr"])?))
+}

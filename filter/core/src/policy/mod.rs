@@ -1,0 +1,124 @@
+//! Compiling Rego once per configuration and evaluating it per request.
+//!
+//! `regorus` reports a call to a builtin it was built without only when the
+//! call is evaluated, which in a gate means a request-time `policy_error`
+//! for a subset of requests. [`builtins::check_calls`] walks the compiled
+//! modules at load time instead, so such a policy never loads.
+
+pub mod builtins;
+
+use regorus::{CompiledPolicy, Engine, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// A compiled policy with the decision it answers.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    compiled: CompiledPolicy,
+    /// The rule path queried, e.g. `data.envoy.authz.allow`.
+    pub decision: String,
+    /// SHA-256 over the modules and data, hex: identifies what decided.
+    pub revision: String,
+}
+
+/// A compile failure, with the config field it concerns (under `policy.`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub field: String,
+    pub message: String,
+}
+
+fn perr(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Policy {
+    /// Parses `modules` (file name → Rego v1 source), loads `data`, and compiles
+    /// the entry point `decision`.
+    pub fn compile(
+        modules: &BTreeMap<String, String>,
+        data: Option<&serde_json::Value>,
+        decision: &str,
+    ) -> Result<Policy, PolicyError> {
+        if modules.is_empty() {
+            return Err(perr("modules", "at least one Rego module is required"));
+        }
+        if !decision.starts_with("data.") {
+            return Err(perr(
+                "decision",
+                format!("`{decision}` must be a rule path starting with `data.`"),
+            ));
+        }
+        let mut engine = Engine::new();
+        for (name, source) in modules {
+            engine
+                .add_policy(name.clone(), source.clone())
+                .map_err(|e| perr(format!("modules[{name:?}]"), e.to_string()))?;
+        }
+        if let Some(data) = data {
+            if !data.is_object() {
+                return Err(perr("data", "must be a JSON object"));
+            }
+            engine
+                .add_data(Value::from(data.clone()))
+                .map_err(|e| perr("data", e.to_string()))?;
+        }
+        builtins::check_calls(&engine)
+            .map_err(|e| perr(format!("modules[{:?}]", e.module), e.message))?;
+        let compiled = engine
+            .compile_with_entrypoint(&decision.into())
+            .map_err(|e| {
+                perr(
+                    "decision",
+                    format!("`{decision}` cannot be compiled as the entry point: {e}"),
+                )
+            })?;
+        let policy = Policy {
+            compiled,
+            decision: decision.to_owned(),
+            revision: revision(modules, data),
+        };
+        // Smoke test: evaluating against an empty input must not fault for
+        // reasons that are independent of the request.
+        if let Err(e) = policy.evaluate(Value::new_object()) {
+            if is_load_time_fault(&e) {
+                return Err(perr("modules", e));
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Evaluates the decision for `input`. `Ok(Value::Undefined)` when no rule
+    /// produced a value; `Err` for runtime errors (conflicts, bad builtin calls, ...).
+    pub fn evaluate(&self, input: Value) -> Result<Value, String> {
+        self.compiled
+            .eval_with_input(input)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Errors that would happen on every request, whatever it contains.
+fn is_load_time_fault(message: &str) -> bool {
+    message.contains("could not find function")
+}
+
+fn revision(modules: &BTreeMap<String, String>, data: Option<&serde_json::Value>) -> String {
+    let mut h = Sha256::new();
+    for (name, source) in modules {
+        for part in [name.as_bytes(), source.as_bytes()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+    }
+    if let Some(data) = data {
+        h.update(data.to_string().as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,158 @@
+use super::*;
+use serde_json::json;
+
+fn modules(rego: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("authz.rego".to_owned(), rego.to_owned())])
+}
+
+fn compile(rego: &str) -> Result<Policy, PolicyError> {
+    Policy::compile(&modules(rego), None, "data.envoy.authz.allow")
+}
+
+#[test]
+fn compiles_and_evaluates() {
+    let p = compile("package envoy.authz\nallow if input.x == 1").unwrap();
+    assert_eq!(
+        p.evaluate(Value::from(json!({"x": 1}))),
+        Ok(Value::from(true))
+    );
+    assert_eq!(
+        p.evaluate(Value::from(json!({"x": 2}))),
+        Ok(Value::Undefined)
+    );
+}
+
+#[test]
+fn data_document_is_visible() {
+    let data = json!({"roles": {"alice": "admin"}});
+    let p = Policy::compile(
+        &modules("package envoy.authz\nallow if data.roles[input.user] == \"admin\""),
+        Some(&data),
+        "data.envoy.authz.allow",
+    )
+    .unwrap();
+    assert_eq!(
+        p.evaluate(Value::from(json!({"user": "alice"}))),
+        Ok(Value::from(true))
+    );
+    let e = Policy::compile(
+        &modules("package envoy.authz\nallow := true"),
+        Some(&json!([1])),
+        "data.envoy.authz.allow",
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "data");
+}
+
+#[test]
+fn missing_builtin_fails_the_load() {
+    // `time` is not compiled into this build.
+    let e = compile("package envoy.authz\nallow if { input.x; time.now_ns() > 0 }").unwrap_err();
+    assert_eq!(e.field, "modules[\"authz.rego\"]");
+    assert!(
+        e.message.contains("`time.now_ns` is not a function"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.starts_with("line 2"), "{}", e.message);
+}
+
+#[test]
+fn unknown_function_fails_the_load_even_on_an_unreached_branch() {
+    let e =
+        compile("package envoy.authz\nallow if { input.never == 1; no_such_fn(1) }").unwrap_err();
+    assert!(e.message.contains("`no_such_fn`"), "{}", e.message);
+}
+
+#[test]
+fn builtins_and_user_functions_are_accepted() {
+    let rego = r#"package envoy.authz
+import data.lib
+allow if {
+    startswith(input.path, "/api")
+    regex.match("^/api/v[0-9]+", input.path)
+    glob.match("/api/*", ["/"], input.path)
+    count(split(input.path, "/")) > 1
+    base64url.encode("x") != ""
+    helper(input.path)
+    lib.ok(1)
+}
+helper(p) if contains(p, "api")
+"#;
+    let lib = "package lib\nok(x) if x == 1\n";
+    let mods = BTreeMap::from([
+        ("authz.rego".to_owned(), rego.to_owned()),
+        ("lib.rego".to_owned(), lib.to_owned()),
+    ]);
+    let p = Policy::compile(&mods, None, "data.envoy.authz.allow").unwrap();
+    assert_eq!(
+        p.evaluate(Value::from(json!({"path": "/api/v1"}))),
+        Ok(Value::from(true))
+    );
+}
+
+#[test]
+fn missing_decision_rule_fails_the_load() {
+    let e = Policy::compile(
+        &modules("package envoy.authz\nallow := true"),
+        None,
+        "data.envoy.authz.nope",
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "decision");
+    let e = Policy::compile(
+        &modules("package envoy.authz\nallow := true"),
+        None,
+        "envoy.authz.allow",
+    )
+    .unwrap_err();
+    assert!(e
+        .message
+        .contains("must be a rule path starting with `data.`"));
+}
+
+#[test]
+fn rego_v0_syntax_is_refused_by_default() {
+    assert!(compile("package envoy.authz\nallow { true }").is_err());
+}
+
+#[test]
+fn runtime_errors_are_errors_not_values() {
+    let p = compile("package envoy.authz\nallow if to_number(\"abc\") > 1").unwrap();
+    assert!(p.evaluate(Value::new_object()).is_err());
+    let p = compile("package envoy.authz\nallow := true if input.a\nallow := false if input.b")
+        .unwrap();
+    let conflict = p.evaluate(Value::from(json!({"a": true, "b": true})));
+    assert!(conflict.is_err(), "{conflict:?}");
+}
+
+#[test]
+fn revision_changes_with_modules_and_data() {
+    let a = compile("package envoy.authz\nallow := true").unwrap();
+    let b = compile("package envoy.authz\nallow := false").unwrap();
+    assert_ne!(a.revision, b.revision);
+    assert_eq!(a.revision.len(), 64);
+    let c = Policy::compile(
+        &modules("package envoy.authz\nallow := true"),
+        Some(&json!({"x": 1})),
+        "data.envoy.authz.allow",
+    )
+    .unwrap();
+    assert_ne!(a.revision, c.revision);
+}
+
+#[test]
+fn available_builtins_are_listed() {
+    let names = builtins::available();
+    for expected in [
+        "startswith",
+        "regex.match",
+        "glob.match",
+        "json.unmarshal",
+        "net.cidr_contains",
+    ] {
+        assert!(names.contains(&expected), "{expected}");
+    }
+    assert!(!names.contains(&"time.now_ns"));
+    assert!(!names.contains(&"http.send"));
+}

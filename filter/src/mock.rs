@@ -1,0 +1,96 @@
+//! A recording mock of [`Host`] for native tests of the glue.
+//!
+//! Tests assert outcomes (the local reply, the headers the upstream would
+//! see, the log lines), not the order of host calls.
+
+use crate::host::{Host, LocalReply, LogLevel};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct MockHost {
+    pub request_headers: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
+    pub response_headers: RefCell<Vec<(String, String)>>,
+    pub properties: BTreeMap<String, Vec<u8>>,
+    pub now: Duration,
+    pub reply: RefCell<Option<LocalReply>>,
+    pub logs: RefCell<Vec<(LogLevel, String)>>,
+}
+
+impl MockHost {
+    /// A GET for `path` with the given extra headers, at `now`.
+    pub fn get(path: &str, headers: &[(&str, &str)], now: Duration) -> Self {
+        let mut h: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b":method".to_vec(), b"GET".to_vec()),
+            (b":path".to_vec(), path.as_bytes().to_vec()),
+            (b":authority".to_vec(), b"customers.internal".to_vec()),
+            (b":scheme".to_vec(), b"http".to_vec()),
+        ];
+        h.extend(
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
+        );
+        MockHost {
+            request_headers: RefCell::new(h),
+            properties: BTreeMap::from([
+                ("source.address".to_owned(), b"127.0.0.1:50000".to_vec()),
+                ("request.id".to_owned(), b"req-1".to_vec()),
+            ]),
+            now,
+            ..MockHost::default()
+        }
+    }
+
+    /// The value the upstream would see for `name`, if any.
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.request_headers
+            .borrow()
+            .iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    pub fn decision_lines(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .borrow()
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix(crate::decision_log::PREFIX))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Host for MockHost {
+    fn request_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.request_headers.borrow().clone()
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties.get(&path.join(".")).cloned()
+    }
+    fn now(&self) -> Duration {
+        self.now
+    }
+    fn add_request_header(&self, name: &str, value: &str) {
+        self.request_headers
+            .borrow_mut()
+            .push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+    }
+    fn remove_request_header(&self, name: &str) {
+        self.request_headers
+            .borrow_mut()
+            .retain(|(k, _)| k != name.as_bytes());
+    }
+    fn add_response_header(&self, name: &str, value: &str) {
+        self.response_headers
+            .borrow_mut()
+            .push((name.to_owned(), value.to_owned()));
+    }
+    fn send_local_reply(&self, reply: &LocalReply) {
+        *self.reply.borrow_mut() = Some(reply.clone());
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+}

@@ -1,0 +1,146 @@
+//! Mapping a denial to HTTP. This is the only place statuses are chosen.
+//!
+//! | denial | status | `WWW-Authenticate` |
+//! | --- | --- | --- |
+//! | invalid token | 401 | `Bearer error="invalid_token", error_description="…"` |
+//! | no token, policy said no | 401 | `Bearer` |
+//! | policy said no, failed, or gave an invalid result | 403 | — |
+//!
+//! A denying policy object's `http_status`, `body` and `headers` replace the
+//! defaults. The default body is JSON naming the stable reason code.
+
+use crate::host::LocalReply;
+use palisade_core::gate::{Denial, DenialKind};
+
+/// The reply for `denial`.
+pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let (status, error) = match denial.kind {
+        DenialKind::InvalidToken(e) => {
+            headers.push((
+                "www-authenticate".into(),
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    e.description()
+                ),
+            ));
+            (401, "invalid_token")
+        }
+        DenialKind::Unauthenticated => {
+            headers.push(("www-authenticate".into(), "Bearer".into()));
+            (401, "unauthenticated")
+        }
+        DenialKind::Forbidden => (403, "forbidden"),
+    };
+    let status = denial.reply.http_status.unwrap_or(status);
+    let body = match &denial.reply.body {
+        Some(body) => body.clone(),
+        None => {
+            headers.push(("content-type".into(), "application/json".into()));
+            serde_json::json!({
+                "error": error,
+                "reason": denial.reason,
+                "decision_id": decision_id,
+            })
+            .to_string()
+        }
+    };
+    headers.extend(denial.reply.headers.iter().cloned());
+    headers.push(("x-palisade-decision-id".into(), decision_id.to_owned()));
+    LocalReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The reply when no valid configuration is loaded: fail closed.
+pub fn not_configured(decision_id: &str) -> LocalReply {
+    LocalReply {
+        status: 503,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-palisade-decision-id".into(), decision_id.to_owned()),
+        ],
+        body: serde_json::json!({"error": "unavailable", "reason": "not_configured", "decision_id": decision_id})
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_core::decision::ReplyOverrides;
+    use palisade_core::token::TokenError;
+
+    fn denial(kind: DenialKind, reason: &'static str) -> Denial {
+        Denial {
+            kind,
+            reason,
+            detail: String::new(),
+            reply: ReplyOverrides::default(),
+        }
+    }
+
+    fn header<'a>(r: &'a LocalReply, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn invalid_token_is_401_with_error_description() {
+        let r = for_denial(
+            &denial(
+                DenialKind::InvalidToken(TokenError::Expired),
+                "token_expired",
+            ),
+            "d1",
+        );
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer error=\"invalid_token\", error_description=\"token expired\"")
+        );
+        assert!(
+            r.body.contains("\"reason\":\"token_expired\""),
+            "{}",
+            r.body
+        );
+    }
+
+    #[test]
+    fn unauthenticated_is_401_with_bare_challenge() {
+        let r = for_denial(&denial(DenialKind::Unauthenticated, "policy_denied"), "d1");
+        assert_eq!(r.status, 401);
+        assert_eq!(header(&r, "www-authenticate"), Some("Bearer"));
+    }
+
+    #[test]
+    fn forbidden_is_403_without_challenge() {
+        let r = for_denial(&denial(DenialKind::Forbidden, "policy_error"), "d1");
+        assert_eq!(r.status, 403);
+        assert_eq!(header(&r, "www-authenticate"), None);
+        assert_eq!(header(&r, "x-palisade-decision-id"), Some("d1"));
+    }
+
+    #[test]
+    fn policy_overrides_status_body_and_headers() {
+        let mut d = denial(DenialKind::Forbidden, "policy_denied");
+        d.reply = ReplyOverrides {
+            http_status: Some(451),
+            body: Some("legal hold".into()),
+            headers: vec![("x-why".into(), "legal".into())],
+        };
+        let r = for_denial(&d, "d1");
+        assert_eq!((r.status, r.body.as_str()), (451, "legal hold"));
+        assert_eq!(header(&r, "x-why"), Some("legal"));
+        assert_eq!(header(&r, "content-type"), None);
+    }
+
+    #[test]
+    fn not_configured_is_503() {
+        assert_eq!(not_configured("d").status, 503);
+    }
+}

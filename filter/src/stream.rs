@@ -1,0 +1,160 @@
+//! The per-request flow: collect facts through the [`Host`], ask the core,
+//! apply the answer. No decision logic lives here.
+
+use crate::decision_log;
+use crate::host::{Flow, Host, LogLevel};
+use crate::reply;
+use palisade_core::config::Config;
+use palisade_core::gate::Decision;
+use palisade_core::request::{Headers, Request};
+use palisade_core::token::cache::TokenCache;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// One loaded configuration with its per-VM state. Shared (by `Rc`) by the
+/// root context and every stream created while it is current.
+pub struct Loaded {
+    pub config: Config,
+    pub cache: RefCell<TokenCache>,
+    /// Streams decided so far, for decision ids when Envoy gives no request id.
+    pub decisions: Cell<u64>,
+}
+
+impl Loaded {
+    pub fn new(config: Config) -> Self {
+        let cache = RefCell::new(TokenCache::new(config.token_cache_capacity));
+        Loaded {
+            config,
+            cache,
+            decisions: Cell::new(0),
+        }
+    }
+}
+
+/// The filter's state for one HTTP stream.
+pub struct Stream {
+    loaded: Option<Rc<Loaded>>,
+    /// `response_headers_to_add` from an allowing decision, applied on the response.
+    response_headers: Vec<(String, String)>,
+}
+
+impl Stream {
+    pub fn new(loaded: Option<Rc<Loaded>>) -> Self {
+        Stream {
+            loaded,
+            response_headers: Vec::new(),
+        }
+    }
+
+    /// Decides on the request and either lets it through (with the policy's
+    /// header changes) or answers it locally.
+    pub fn on_request_headers(&mut self, host: &impl Host) -> Flow {
+        let request = collect_request(host);
+        let Some(loaded) = self.loaded.clone() else {
+            let id = decision_id(&request, host, None);
+            host.log(
+                LogLevel::Error,
+                "palisade: no valid configuration is loaded; denying",
+            );
+            host.send_local_reply(&reply::not_configured(&id));
+            return Flow::Stop;
+        };
+        let now = host.now();
+        let evaluation = {
+            let Ok(mut cache) = loaded.cache.try_borrow_mut() else {
+                host.log(LogLevel::Error, "palisade: token cache busy; denying");
+                host.send_local_reply(&reply::not_configured(&decision_id(&request, host, None)));
+                return Flow::Stop;
+            };
+            loaded.config.decide(&request, now, &mut cache)
+        };
+        let id = decision_id(&request, host, Some(&loaded));
+
+        match &evaluation.decision {
+            Decision::Deny(denial) if evaluation.enforced => {
+                let reply = reply::for_denial(denial, &id);
+                host.log(
+                    LogLevel::Info,
+                    &decision_log::line(
+                        &id,
+                        now,
+                        &request,
+                        &evaluation,
+                        Some(reply.status),
+                        &loaded.config,
+                    ),
+                );
+                host.send_local_reply(&reply);
+                Flow::Stop
+            }
+            Decision::Deny(_) => {
+                host.log(
+                    LogLevel::Info,
+                    &decision_log::line(&id, now, &request, &evaluation, None, &loaded.config),
+                );
+                Flow::Continue
+            }
+            Decision::Allow(directives) => {
+                for name in &directives.request_headers_to_remove {
+                    host.remove_request_header(name);
+                }
+                for (name, value) in &directives.request_headers_to_add {
+                    host.add_request_header(name, value);
+                }
+                self.response_headers = directives.response_headers_to_add.clone();
+                host.log(
+                    LogLevel::Info,
+                    &decision_log::line(&id, now, &request, &evaluation, None, &loaded.config),
+                );
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Adds the response headers an allowing decision asked for.
+    pub fn on_response_headers(&mut self, host: &impl Host) {
+        for (name, value) in self.response_headers.drain(..) {
+            host.add_response_header(&name, &value);
+        }
+    }
+}
+
+fn text_property(host: &impl Host, path: &[&str]) -> Option<String> {
+    host.property(path)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Everything the core needs, read from the host once.
+pub fn collect_request(host: &impl Host) -> Request {
+    Request {
+        headers: Headers::from_pairs(host.request_headers()),
+        id: text_property(host, &["request", "id"]),
+        protocol: text_property(host, &["request", "protocol"]),
+        source_address: text_property(host, &["source", "address"]),
+        destination_address: text_property(host, &["destination", "address"]),
+        source_principal: text_property(host, &["connection", "uri_san_peer_certificate"]),
+    }
+}
+
+/// Envoy's request id when present (it is a UUID by default); otherwise a
+/// per-VM id from the clock and a counter.
+fn decision_id(request: &Request, host: &impl Host, loaded: Option<&Loaded>) -> String {
+    if let Some(id) = request
+        .id
+        .as_deref()
+        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        return id.to_owned();
+    }
+    let n = loaded.map_or(0, |l| {
+        let n = l.decisions.get().wrapping_add(1);
+        l.decisions.set(n);
+        n
+    });
+    format!("pal-{:x}-{n}", host.now().as_nanos())
+}
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

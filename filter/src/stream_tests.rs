@@ -1,0 +1,167 @@
+use super::*;
+use crate::mock::MockHost;
+use palisade_core::algorithm::Alg;
+use palisade_core::mint::SigningKey;
+use serde_json::json;
+use std::time::Duration;
+
+const NOW: Duration = Duration::from_secs(1_700_000_000);
+const JWKS: &str = include_str!("../../envoy/test-keys/jwks.json");
+const POLICY: &str = r#"package envoy.authz
+default allow := false
+allow if input.attributes.request.http.path == "/health"
+allow := {"allowed": true, "headers": {"x-subject": input.token.payload.sub}, "request_headers_to_remove": ["x-debug"], "response_headers_to_add": {"x-gate": "palisade"}} if {
+    input.token.payload.sub == "alice"
+}
+"#;
+
+fn loaded(mode: &str) -> Rc<Loaded> {
+    let config = json!({
+        "mode": mode,
+        "providers": [{
+            "name": "test", "issuer": "https://idp.palisade.test", "audiences": ["customer-api"],
+            "algorithms": ["RS256"], "jwks": serde_json::from_str::<serde_json::Value>(JWKS).unwrap(),
+        }],
+        "policy": {"modules": {"authz.rego": POLICY}, "decision": "data.envoy.authz.allow"},
+    });
+    Rc::new(Loaded::new(
+        Config::from_json(config.to_string().as_bytes()).unwrap(),
+    ))
+}
+
+fn token(sub: &str) -> String {
+    let key = SigningKey::from_pem(
+        Alg::RS256,
+        Some("test-rs256"),
+        include_bytes!("../../envoy/test-keys/rs256.key.pem"),
+    )
+    .unwrap();
+    let secs = NOW.as_secs();
+    key.mint(&json!({"iss": "https://idp.palisade.test", "aud": "customer-api", "sub": sub, "iat": secs, "exp": secs + 300}))
+        .unwrap()
+}
+
+fn run(loaded: Option<Rc<Loaded>>, host: &MockHost) -> Flow {
+    let mut stream = Stream::new(loaded);
+    let flow = stream.on_request_headers(host);
+    if flow == Flow::Continue {
+        stream.on_response_headers(host);
+    }
+    flow
+}
+
+#[test]
+fn allowed_request_continues_with_policy_headers() {
+    let auth = format!("Bearer {}", token("alice"));
+    let host = MockHost::get(
+        "/api/v1/customers/1",
+        &[("authorization", &auth), ("x-debug", "1")],
+        NOW,
+    );
+    assert_eq!(run(Some(loaded("enforce")), &host), Flow::Continue);
+    assert!(host.reply.borrow().is_none());
+    assert_eq!(host.upstream_header("x-subject").as_deref(), Some("alice"));
+    assert_eq!(host.upstream_header("x-debug"), None);
+    assert_eq!(
+        *host.response_headers.borrow(),
+        vec![("x-gate".to_owned(), "palisade".to_owned())]
+    );
+    let lines = host.decision_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["decision"], "allow");
+    assert_eq!(lines[0]["subject"], "alice");
+    assert_eq!(lines[0]["decision_id"], "req-1");
+}
+
+#[test]
+fn bad_token_gets_401_and_stops() {
+    let host = MockHost::get("/health", &[("authorization", "Bearer not.a.token")], NOW);
+    assert_eq!(run(Some(loaded("enforce")), &host), Flow::Stop);
+    let reply = host.reply.borrow().clone().unwrap();
+    assert_eq!(reply.status, 401);
+    assert!(reply
+        .headers
+        .iter()
+        .any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer error=\"invalid_token\"")));
+    assert_eq!(host.decision_lines()[0]["reason"], "token_malformed");
+}
+
+#[test]
+fn policy_denial_gets_403() {
+    let auth = format!("Bearer {}", token("mallory"));
+    let host = MockHost::get("/api/v1/customers", &[("authorization", &auth)], NOW);
+    assert_eq!(run(Some(loaded("enforce")), &host), Flow::Stop);
+    assert_eq!(host.reply.borrow().as_ref().unwrap().status, 403);
+    assert_eq!(host.upstream_header("x-subject"), None);
+}
+
+#[test]
+fn anonymous_denial_gets_401_bearer() {
+    let host = MockHost::get("/api/v1/customers", &[], NOW);
+    assert_eq!(run(Some(loaded("enforce")), &host), Flow::Stop);
+    let reply = host.reply.borrow().clone().unwrap();
+    assert_eq!(reply.status, 401);
+    assert!(reply
+        .headers
+        .contains(&("www-authenticate".into(), "Bearer".into())));
+}
+
+#[test]
+fn dry_run_forwards_the_denied_request_and_records_it() {
+    let host = MockHost::get("/api/v1/customers", &[], NOW);
+    assert_eq!(run(Some(loaded("dry_run")), &host), Flow::Continue);
+    assert!(host.reply.borrow().is_none());
+    let line = &host.decision_lines()[0];
+    assert_eq!(line["decision"], "deny");
+    assert_eq!(line["dry_run"], true);
+    assert_eq!(line["reason"], "policy_denied");
+}
+
+#[test]
+fn no_configuration_fails_closed() {
+    let host = MockHost::get("/health", &[], NOW);
+    assert_eq!(run(None, &host), Flow::Stop);
+    assert_eq!(host.reply.borrow().as_ref().unwrap().status, 503);
+}
+
+#[test]
+fn non_utf8_header_values_do_not_break_the_flow() {
+    let host = MockHost::get("/health", &[], NOW);
+    host.request_headers
+        .borrow_mut()
+        .push((b"x-bin".to_vec(), vec![0xff, 0xfe, 0x00]));
+    host.request_headers
+        .borrow_mut()
+        .push((b"authorization".to_vec(), vec![b'B', 0xff]));
+    assert_eq!(run(Some(loaded("enforce")), &host), Flow::Continue);
+}
+
+#[test]
+fn log_line_never_contains_the_token_or_query() {
+    let t = token("mallory");
+    let auth = format!("Bearer {t}");
+    let host = MockHost::get(
+        "/api/v1/customers?api_key=s3cret",
+        &[("authorization", &auth)],
+        NOW,
+    );
+    run(Some(loaded("enforce")), &host);
+    for (_, line) in host.logs.borrow().iter() {
+        assert!(
+            !line.contains(&t) && !line.contains("s3cret") && !line.contains("Bearer"),
+            "{line}"
+        );
+    }
+    assert_eq!(host.decision_lines()[0]["path"], "/api/v1/customers");
+}
+
+#[test]
+fn second_request_with_same_token_hits_the_cache() {
+    let l = loaded("enforce");
+    let auth = format!("Bearer {}", token("alice"));
+    for _ in 0..2 {
+        let host = MockHost::get("/api/v1/customers/1", &[("authorization", &auth)], NOW);
+        assert_eq!(run(Some(l.clone()), &host), Flow::Continue);
+    }
+    assert_eq!(l.cache.borrow().len(), 1);
+}

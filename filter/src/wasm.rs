@@ -1,0 +1,181 @@
+//! proxy-wasm contexts and the hostcall-backed [`Host`].
+//!
+//! Hostcalls are made through `proxy_wasm::hostcalls`, whose errors are
+//! `Result`s, rather than the SDK's trait helpers, which `unwrap` them: a
+//! host error must become a log line and a closed door, never a VM panic.
+
+use crate::host::{Flow, Host, LocalReply, LogLevel};
+use crate::stream::{Loaded, Stream};
+use palisade_core::config::Config;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PalisadeRoot { loaded: None }) });
+}}
+
+/// [`Host`] over the current stream's hostcalls.
+struct ProxyWasmHost;
+
+impl Host for ProxyWasmHost {
+    fn request_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(pairs) => pairs
+                .into_iter()
+                .map(|(k, v)| (k.into_bytes(), v))
+                .collect(),
+            Err(status) => {
+                self.log(
+                    LogLevel::Error,
+                    &format!("palisade: cannot read request headers: {status:?}"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn now(&self) -> Duration {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .unwrap_or_default()
+    }
+
+    fn add_request_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+    }
+
+    fn remove_request_header(&self, name: &str) {
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    }
+
+    fn add_response_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
+    }
+
+    fn send_local_reply(&self, reply: &LocalReply) {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Err(status) = hostcalls::send_http_response(
+            u32::from(reply.status),
+            headers,
+            Some(reply.body.as_bytes()),
+        ) {
+            self.log(
+                LogLevel::Error,
+                &format!("palisade: cannot send local reply: {status:?}"),
+            );
+        }
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
+            LogLevel::Info => proxy_wasm::types::LogLevel::Info,
+            LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
+            LogLevel::Error => proxy_wasm::types::LogLevel::Error,
+        };
+        let _ = hostcalls::log(level, message);
+    }
+}
+
+/// Root context: loads the configuration, hands it to new streams.
+struct PalisadeRoot {
+    loaded: Option<Rc<Loaded>>,
+}
+
+impl Context for PalisadeRoot {}
+
+impl RootContext for PalisadeRoot {
+    /// Compiles the configuration. On any error, logs it and returns `false`,
+    /// so Envoy refuses the config and keeps serving the last good one.
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let host = ProxyWasmHost;
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                host.log(
+                    LogLevel::Error,
+                    "palisade: configuration rejected: it is empty",
+                );
+                return false;
+            }
+            Err(status) => {
+                host.log(
+                    LogLevel::Error,
+                    &format!("palisade: configuration unreadable: {status:?}"),
+                );
+                return false;
+            }
+        };
+        match Config::from_json(&bytes) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("palisade: configuration warning: {warning}"),
+                    );
+                }
+                host.log(
+                    LogLevel::Info,
+                    &format!(
+                        "palisade: configuration loaded: mode {:?}, {} provider(s), policy revision {}",
+                        config.mode,
+                        config.providers.len(),
+                        config.policy.revision.get(..16).unwrap_or_default()
+                    ),
+                );
+                self.loaded = Some(Rc::new(Loaded::new(config)));
+                true
+            }
+            Err(e) => {
+                host.log(
+                    LogLevel::Error,
+                    &format!("palisade: configuration rejected: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(PalisadeHttp {
+            stream: Stream::new(self.loaded.clone()),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct PalisadeHttp {
+    stream: Stream,
+}
+
+impl Context for PalisadeHttp {}
+
+impl HttpContext for PalisadeHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.stream.on_request_headers(&ProxyWasmHost) {
+            Flow::Continue => Action::Continue,
+            Flow::Stop => Action::Pause,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.stream.on_response_headers(&ProxyWasmHost);
+        Action::Continue
+    }
+}
