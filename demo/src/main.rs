@@ -9,9 +9,7 @@
 //! The command line is parsed by hand: it has one subcommand and one option,
 //! which does not justify a dependency.
 
-mod api;
-mod data;
-mod server;
+use palisade_demo::{api, data, server, sidecar, token};
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -24,15 +22,24 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// 2-core CI machine that also runs Envoy.
 const WORKERS: usize = 4;
 
-const USAGE: &str = "usage: palisade-demo api [--listen ADDR]
-
-Serves the demo customer-data API (default ADDR 127.0.0.1:8080; port 0 picks
-a free port). Prints `listening on http://HOST:PORT` once bound.";
+const USAGE: &str = "usage:
+  palisade-demo api [--listen ADDR]
+      Serves the demo customer-data API (default ADDR 127.0.0.1:8080; port 0
+      picks a free port). Prints `listening on http://HOST:PORT` once bound.
+  palisade-demo token [--key PEM] [--alg ALG] [--kid KID] [--ttl SECS] [CLAIMS_JSON]
+      Prints a token signed with a TEST-ONLY key (default
+      envoy/test-keys/rs256.key.pem, RS256, kid test-rs256, 600 s), with the
+      demo issuer's iss/aud/iat/exp and CLAIMS_JSON merged over them.
+  palisade-demo render-sidecar [--listen-port N] [--admin-port N] [--upstream-port N] [--wasm PATH]
+      Prints envoy/sidecar.yaml rendered from envoy/sidecar.template.yaml.
+      Run from the repository root.";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
     Api { listen: String },
+    Token(token::TokenRequest),
+    RenderSidecar(sidecar::Placement),
     Help,
 }
 
@@ -42,6 +49,8 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String
     let mut args = args.into_iter();
     match args.next().as_deref() {
         Some("api") => {}
+        Some("token") => return parse_token(args),
+        Some("render-sidecar") => return parse_render(args),
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some(other) => return Err(format!("unknown command: {other}")),
         None => return Err("missing command".to_string()),
@@ -66,9 +75,73 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String
     Ok(Command::Api { listen })
 }
 
+fn value(args: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, String> {
+    args.next()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn parse_token(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut req = token::TokenRequest::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--key" => req.key_file = value(&mut args, "--key")?,
+            "--alg" => req.alg = value(&mut args, "--alg")?,
+            "--kid" => req.kid = value(&mut args, "--kid")?,
+            "--ttl" => {
+                req.ttl_seconds = value(&mut args, "--ttl")?
+                    .parse()
+                    .map_err(|_| "--ttl needs a whole number of seconds")?
+            }
+            _ if arg.starts_with('{') => req.claims = arg,
+            _ => return Err(format!("unknown argument: {arg}")),
+        }
+    }
+    Ok(Command::Token(req))
+}
+
+fn parse_render(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut at = sidecar::Placement::default();
+    let port = |v: String, flag: &str| {
+        v.parse::<u16>()
+            .map_err(|_| format!("{flag} needs a port number"))
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen-port" => at.listen_port = port(value(&mut args, &arg)?, &arg)?,
+            "--admin-port" => at.admin_port = port(value(&mut args, &arg)?, &arg)?,
+            "--upstream-port" => at.upstream_port = port(value(&mut args, &arg)?, &arg)?,
+            "--wasm" => at.wasm_path = value(&mut args, &arg)?,
+            _ => return Err(format!("unknown argument: {arg}")),
+        }
+    }
+    Ok(Command::RenderSidecar(at))
+}
+
+/// Prints `text` (plus a newline) or the error; the exit code says which.
+fn print_result(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            let _ = writeln!(std::io::stdout(), "{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("palisade-demo: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let listen = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Api { listen }) => listen,
+        Ok(Command::Token(req)) => return print_result(token::mint(&req)),
+        Ok(Command::RenderSidecar(at)) => {
+            let repo = std::path::Path::new(".");
+            return print_result(
+                sidecar::plugin_config(repo).and_then(|c| sidecar::render_repo(repo, &c, &at)),
+            );
+        }
         Ok(Command::Help) => {
             let _ = writeln!(std::io::stdout(), "{USAGE}");
             return ExitCode::SUCCESS;
