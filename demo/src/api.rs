@@ -217,6 +217,16 @@ impl App {
     /// critical sections are plain map updates), but if one ever did the
     /// counters are still consistent enough for a demo, so poisoning is
     /// ignored instead of taking every other worker down.
+    /// Requests counted so far (everything outside `/__demo/*`).
+    pub fn hits_total(&self) -> u64 {
+        self.lock().total
+    }
+
+    /// The last counted request as `/__demo/last` reports it (`null` if none).
+    pub fn last_request(&self) -> Value {
+        json!(self.lock().last)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Hits> {
         self.hits.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -10,6 +10,7 @@
 //! defaults. The default body is JSON naming the stable reason code.
 
 use crate::host::LocalReply;
+use crate::stream::DECISION_ID_HEADER;
 use palisade_core::gate::{Denial, DenialKind};
 
 /// The reply for `denial`.
@@ -46,7 +47,7 @@ pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
         }
     };
     headers.extend(denial.reply.headers.iter().cloned());
-    headers.push(("x-palisade-decision-id".into(), decision_id.to_owned()));
+    headers.push((DECISION_ID_HEADER.into(), decision_id.to_owned()));
     LocalReply {
         status,
         headers,
@@ -60,7 +61,7 @@ pub fn not_configured(decision_id: &str) -> LocalReply {
         status: 503,
         headers: vec![
             ("content-type".into(), "application/json".into()),
-            ("x-palisade-decision-id".into(), decision_id.to_owned()),
+            (DECISION_ID_HEADER.into(), decision_id.to_owned()),
         ],
         body: serde_json::json!({"error": "unavailable", "reason": "not_configured", "decision_id": decision_id})
             .to_string(),

@@ -88,6 +88,7 @@ impl Stream {
                 Flow::Stop
             }
             Decision::Deny(_) => {
+                mark_upstream_request(host, &id);
                 host.log(
                     LogLevel::Info,
                     &decision_log::line(&id, now, &request, &evaluation, None, &loaded.config),
@@ -101,6 +102,7 @@ impl Stream {
                 for (name, value) in &directives.request_headers_to_add {
                     host.add_request_header(name, value);
                 }
+                mark_upstream_request(host, &id);
                 self.response_headers = directives.response_headers_to_add.clone();
                 host.log(
                     LogLevel::Info,
@@ -117,6 +119,15 @@ impl Stream {
             host.add_response_header(&name, &value);
         }
     }
+}
+
+/// Header carrying the decision id to the upstream, so its logs can be joined
+/// with Palisade's decision records. A client-sent value is replaced.
+pub const DECISION_ID_HEADER: &str = "x-palisade-decision-id";
+
+fn mark_upstream_request(host: &impl Host, decision_id: &str) {
+    host.remove_request_header(DECISION_ID_HEADER);
+    host.add_request_header(DECISION_ID_HEADER, decision_id);
 }
 
 fn text_property(host: &impl Host, path: &[&str]) -> Option<String> {

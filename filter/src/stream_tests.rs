@@ -71,6 +71,24 @@ fn allowed_request_continues_with_policy_headers() {
     assert_eq!(lines[0]["decision"], "allow");
     assert_eq!(lines[0]["subject"], "alice");
     assert_eq!(lines[0]["decision_id"], "req-1");
+    assert_eq!(
+        host.upstream_header("x-palisade-decision-id").as_deref(),
+        Some("req-1")
+    );
+}
+
+#[test]
+fn client_cannot_forge_the_decision_id_header() {
+    let host = MockHost::get("/health", &[("x-palisade-decision-id", "forged")], NOW);
+    assert_eq!(run(Some(loaded("enforce")), &host), Flow::Continue);
+    let ids: Vec<_> = host
+        .request_headers
+        .borrow()
+        .iter()
+        .filter(|(k, _)| k == b"x-palisade-decision-id")
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(ids, vec![b"req-1".to_vec()]);
 }
 
 #[test]

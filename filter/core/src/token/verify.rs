@@ -162,16 +162,19 @@ fn split_compact(token: &[u8]) -> Result<CompactParts<'_>, TokenError> {
     let header = part(0, first);
     let payload = part(first + 1, second);
     let signature = part(second + 1, token.len());
-    for p in [header, payload, signature] {
-        if p.is_empty()
-            || !p
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-        {
-            return Err(TokenError::Malformed(
-                "token parts must be unpadded base64url",
-            ));
-        }
+    // An empty signature is well-formed (`alg: none` tokens have one); it
+    // then fails the algorithm or signature check with a precise reason.
+    let base64url = |p: &[u8]| {
+        p.iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    };
+    if header.is_empty()
+        || payload.is_empty()
+        || ![header, payload, signature].into_iter().all(base64url)
+    {
+        return Err(TokenError::Malformed(
+            "token parts must be unpadded base64url",
+        ));
     }
     let signature = std::str::from_utf8(signature)
         .map_err(|_| TokenError::Malformed("bad signature encoding"))?;

