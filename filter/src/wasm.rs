@@ -140,9 +140,15 @@ impl RootContext for PalisadeRoot {
                 true
             }
             Err(e) => {
+                // One line, so log tooling keeps the whole reason together.
+                let reason: Vec<&str> =
+                    e.0.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect();
                 host.log(
                     LogLevel::Error,
-                    &format!("palisade: configuration rejected: {e}"),
+                    &format!("palisade: configuration rejected: {}", reason.join(" ")),
                 );
                 false
             }
