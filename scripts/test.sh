@@ -28,7 +28,12 @@ step "Envoy validates the shipped sidecar config"
 "$ENVOY_BIN" --mode validate -c envoy/sidecar.yaml -l error
 
 step "tests (unit, cases, real Envoy)"
-cargo test --workspace --locked
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$LOG"
 
 step "demo (real Envoy, shipped config)"
 scripts/demo.sh
+
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$LOG"

@@ -23,16 +23,10 @@ struct ProxyWasmHost;
 
 impl Host for ProxyWasmHost {
     fn request_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(pairs) => pairs
-                .into_iter()
-                .map(|(k, v)| (k.into_bytes(), v))
-                .collect(),
-            Err(status) => {
-                self.log(
-                    LogLevel::Error,
-                    &format!("palisade: cannot read request headers: {status:?}"),
-                );
+        match raw::request_header_pairs().map(|bytes| crate::header_map::decode(&bytes)) {
+            Some(Some(pairs)) => pairs,
+            _ => {
+                self.log(LogLevel::Error, "palisade: cannot read request headers");
                 Vec::new()
             }
         }
@@ -183,5 +177,39 @@ impl HttpContext for PalisadeHttp {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.stream.on_response_headers(&ProxyWasmHost);
         Action::Continue
+    }
+}
+
+/// The one raw hostcall: the request header map as serialized bytes, decoded
+/// by [`crate::header_map`] instead of the SDK (which assumes UTF-8 names).
+mod raw {
+    extern "C" {
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+    }
+
+    const HTTP_REQUEST_HEADERS: u32 = 0;
+    const STATUS_OK: u32 = 0;
+
+    pub fn request_header_pairs() -> Option<Vec<u8>> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a pointer and length it allocated through
+        // this module's `proxy_on_memory_allocate` (exported by the SDK,
+        // `Vec::with_capacity` + `forget`), so the buffer is ours to take
+        // back as a `Vec<u8>` of that capacity and length, exactly as the SDK
+        // itself does.
+        unsafe {
+            if proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) != STATUS_OK {
+                return None;
+            }
+            if data.is_null() {
+                return Some(Vec::new());
+            }
+            Some(Vec::from_raw_parts(data, size, size))
+        }
     }
 }
