@@ -19,8 +19,9 @@ cargo build -q -p palisade-demo
 WORK=$(mktemp -d)
 trap 'kill $ENVOY_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-CONFIG=$(python3 - <<'PY'
-import json, pathlib
+# BENCH_POLICY=path.rego swaps the reference policy (decision data.envoy.authz.allow).
+CONFIG=$(BENCH_POLICY=${BENCH_POLICY:-policies/customer_data.rego} python3 - <<'PY'
+import json, os, pathlib
 repo = pathlib.Path(".")
 print(json.dumps({
   "providers": [{
@@ -28,7 +29,7 @@ print(json.dumps({
     "algorithms": ["RS256", "ES256", "EdDSA"],
     "jwks": json.loads((repo / "envoy/test-keys/jwks.json").read_text()),
     "max_lifetime_seconds": 3600}],
-  "policy": {"modules": {"customer_data.rego": (repo / "policies/customer_data.rego").read_text()},
+  "policy": {"modules": {"policy.rego": pathlib.Path(os.environ["BENCH_POLICY"]).read_text()},
              "decision": "data.envoy.authz.allow"}}))
 PY
 )
@@ -89,7 +90,7 @@ done
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); Envoy $("$ENVOY_BIN" --version | grep -o "[0-9]*\.[0-9]*\.[0-9]*/Clean" | cut -d/ -f1) (V8), one worker"
   echo "- command: \`bench/throughput.sh $SECS $ROUNDS\` (wrk -t1 -c$CONNS, ${SECS}s per round, rounds alternate)"
   echo "- request: GET /api/v1/customers/42 with the same RS256 token (warm token cache), answered by a direct_response route"
-  echo "- palisade: reference policy, enforce mode; the request is allowed"
+  echo "- palisade: policy ${BENCH_POLICY:-policies/customer_data.rego}, enforce mode; the request is allowed"
   echo
   echo "| round | no filter req/s | p50 | p99 | Palisade req/s | p50 | p99 | ratio |"
   echo "|---|---|---|---|---|---|---|---|"
