@@ -60,6 +60,37 @@ pub fn line(
     format!("{PREFIX}{record}")
 }
 
+/// The line for a request refused before any decision (503): no
+/// configuration, or a host failure.
+pub fn refusal_line(
+    decision_id: &str,
+    now: Duration,
+    request: &Request,
+    reason: &str,
+    status: u16,
+) -> String {
+    let text = |name: &str| {
+        request
+            .headers
+            .first(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let path = text(":path").map(|p| p.split('?').next().unwrap_or_default().to_owned());
+    let record = json!({
+        "decision_id": decision_id,
+        "timestamp": rfc3339(now),
+        "decision": "deny",
+        "reason": reason,
+        "enforced": true,
+        "dry_run": false,
+        "http_status": status,
+        "peer": request.source_address,
+        "method": text(":method"),
+        "path": path,
+    });
+    format!("{PREFIX}{record}")
+}
+
 /// `2023-11-14T22:13:20.123Z` from a time since the Unix epoch.
 pub fn rfc3339(since_epoch: Duration) -> String {
     let secs = since_epoch.as_secs();

@@ -34,12 +34,14 @@ pub enum Flow {
 
 /// Host services the filter uses.
 pub trait Host {
-    /// The request headers, pseudo-headers included, as raw bytes.
-    fn request_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// The request headers, pseudo-headers included, as raw bytes; `None`
+    /// if the host cannot give them (the request is then refused).
+    fn request_headers(&self) -> Option<Vec<(Vec<u8>, Vec<u8>)>>;
     /// A stream or connection property such as `["source", "address"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    /// The host's wall clock, since the Unix epoch.
-    fn now(&self) -> Duration;
+    /// The host's wall clock, since the Unix epoch; `None` if unavailable
+    /// (the request is then refused: token lifetimes cannot be checked).
+    fn now(&self) -> Option<Duration>;
     fn add_request_header(&self, name: &str, value: &str);
     fn remove_request_header(&self, name: &str);
     fn add_response_header(&self, name: &str, value: &str);

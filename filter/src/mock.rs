@@ -16,6 +16,9 @@ pub struct MockHost {
     pub now: Duration,
     pub reply: RefCell<Option<LocalReply>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
+    /// Simulate host failures.
+    pub fail_headers: bool,
+    pub fail_clock: bool,
 }
 
 impl MockHost {
@@ -63,14 +66,17 @@ impl MockHost {
 }
 
 impl Host for MockHost {
-    fn request_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.request_headers.borrow().clone()
+    fn request_headers(&self) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        if self.fail_headers {
+            return None;
+        }
+        Some(self.request_headers.borrow().clone())
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.properties.get(&path.join(".")).cloned()
     }
-    fn now(&self) -> Duration {
-        self.now
+    fn now(&self) -> Option<Duration> {
+        (!self.fail_clock).then_some(self.now)
     }
     fn add_request_header(&self, name: &str, value: &str) {
         self.request_headers
@@ -80,7 +86,7 @@ impl Host for MockHost {
     fn remove_request_header(&self, name: &str) {
         self.request_headers
             .borrow_mut()
-            .retain(|(k, _)| k != name.as_bytes());
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(name.as_bytes()));
     }
     fn add_response_header(&self, name: &str, value: &str) {
         self.response_headers

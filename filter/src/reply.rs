@@ -46,7 +46,16 @@ pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
             .to_string()
         }
     };
-    headers.extend(denial.reply.headers.iter().cloned());
+    // The policy may replace the challenge, never the decision id.
+    for (name, value) in &denial.reply.headers {
+        if name == DECISION_ID_HEADER {
+            continue;
+        }
+        if name == "www-authenticate" {
+            headers.retain(|(k, _)| k != "www-authenticate");
+        }
+        headers.push((name.clone(), value.clone()));
+    }
     headers.push((DECISION_ID_HEADER.into(), decision_id.to_owned()));
     LocalReply {
         status,
@@ -55,15 +64,16 @@ pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
     }
 }
 
-/// The reply when no valid configuration is loaded: fail closed.
-pub fn not_configured(decision_id: &str) -> LocalReply {
+/// The reply when Palisade cannot decide (no configuration, a host failure):
+/// fail closed with 503 and the reason.
+pub fn unavailable(reason: &str, decision_id: &str) -> LocalReply {
     LocalReply {
         status: 503,
         headers: vec![
             ("content-type".into(), "application/json".into()),
             (DECISION_ID_HEADER.into(), decision_id.to_owned()),
         ],
-        body: serde_json::json!({"error": "unavailable", "reason": "not_configured", "decision_id": decision_id})
+        body: serde_json::json!({"error": "unavailable", "reason": reason, "decision_id": decision_id})
             .to_string(),
     }
 }
@@ -141,7 +151,35 @@ mod tests {
     }
 
     #[test]
-    fn not_configured_is_503() {
-        assert_eq!(not_configured("d").status, 503);
+    fn policy_cannot_forge_the_decision_id_but_may_replace_the_challenge() {
+        let mut d = denial(DenialKind::Unauthenticated, "policy_denied");
+        d.reply.headers = vec![
+            ("x-palisade-decision-id".into(), "forged".into()),
+            ("www-authenticate".into(), "Bearer realm=\"corp\"".into()),
+        ];
+        let r = for_denial(&d, "d1");
+        let ids: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-palisade-decision-id")
+            .collect();
+        assert_eq!(
+            ids,
+            vec![&("x-palisade-decision-id".to_owned(), "d1".to_owned())]
+        );
+        let challenges: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "www-authenticate")
+            .collect();
+        assert_eq!(challenges.len(), 1);
+        assert_eq!(challenges[0].1, "Bearer realm=\"corp\"");
+    }
+
+    #[test]
+    fn unavailable_is_503_with_its_reason() {
+        let r = unavailable("not_configured", "d");
+        assert_eq!(r.status, 503);
+        assert!(r.body.contains("not_configured"));
     }
 }

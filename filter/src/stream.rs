@@ -10,6 +10,7 @@ use palisade_core::request::{Headers, Request};
 use palisade_core::token::cache::TokenCache;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// One loaded configuration with its per-VM state. Shared (by `Rc`) by the
 /// root context and every stream created while it is current.
@@ -49,26 +50,20 @@ impl Stream {
     /// Decides on the request and either lets it through (with the policy's
     /// header changes) or answers it locally.
     pub fn on_request_headers(&mut self, host: &impl Host) -> Flow {
-        let request = collect_request(host);
-        let Some(loaded) = self.loaded.clone() else {
-            let id = decision_id(&request, host, None);
-            host.log(
-                LogLevel::Error,
-                "palisade: no valid configuration is loaded; denying",
-            );
-            host.send_local_reply(&reply::not_configured(&id));
-            return Flow::Stop;
+        let (Some(headers), Some(now)) = (host.request_headers(), host.now()) else {
+            return refuse(host, &Request::default(), Duration::ZERO, "host_error");
         };
-        let now = host.now();
+        let request = collect_request(host, headers);
+        let Some(loaded) = self.loaded.clone() else {
+            return refuse(host, &request, now, "not_configured");
+        };
         let evaluation = {
             let Ok(mut cache) = loaded.cache.try_borrow_mut() else {
-                host.log(LogLevel::Error, "palisade: token cache busy; denying");
-                host.send_local_reply(&reply::not_configured(&decision_id(&request, host, None)));
-                return Flow::Stop;
+                return refuse(host, &request, now, "internal_error");
             };
             loaded.config.decide(&request, now, &mut cache)
         };
-        let id = decision_id(&request, host, Some(&loaded));
+        let id = decision_id(&request, now, Some(&loaded));
 
         match &evaluation.decision {
             Decision::Deny(denial) if evaluation.enforced => {
@@ -99,7 +94,15 @@ impl Stream {
                 for name in &directives.request_headers_to_remove {
                     host.remove_request_header(name);
                 }
+                // Policy headers replace what the client sent under the same
+                // name, as OPA-Envoy does: an upstream must never see a
+                // client's `x-subject: admin` beside the policy's value.
+                let mut replaced: Vec<&str> = Vec::new();
                 for (name, value) in &directives.request_headers_to_add {
+                    if !replaced.contains(&name.as_str()) {
+                        host.remove_request_header(name);
+                        replaced.push(name);
+                    }
                     host.add_request_header(name, value);
                 }
                 mark_upstream_request(host, &id);
@@ -137,9 +140,9 @@ fn text_property(host: &impl Host, path: &[&str]) -> Option<String> {
 }
 
 /// Everything the core needs, read from the host once.
-pub fn collect_request(host: &impl Host) -> Request {
+pub fn collect_request(host: &impl Host, headers: Vec<(Vec<u8>, Vec<u8>)>) -> Request {
     Request {
-        headers: Headers::from_pairs(host.request_headers()),
+        headers: Headers::from_pairs(headers),
         id: text_property(host, &["request", "id"]),
         protocol: text_property(host, &["request", "protocol"]),
         source_address: text_property(host, &["source", "address"]),
@@ -148,9 +151,20 @@ pub fn collect_request(host: &impl Host) -> Request {
     }
 }
 
+/// Refuses a request Palisade cannot decide on (503), logging why.
+fn refuse(host: &impl Host, request: &Request, now: Duration, reason: &'static str) -> Flow {
+    let id = decision_id(request, now, None);
+    host.log(
+        LogLevel::Error,
+        &decision_log::refusal_line(&id, now, request, reason, 503),
+    );
+    host.send_local_reply(&reply::unavailable(reason, &id));
+    Flow::Stop
+}
+
 /// Envoy's request id when present (it is a UUID by default); otherwise a
 /// per-VM id from the clock and a counter.
-fn decision_id(request: &Request, host: &impl Host, loaded: Option<&Loaded>) -> String {
+fn decision_id(request: &Request, now: Duration, loaded: Option<&Loaded>) -> String {
     if let Some(id) = request
         .id
         .as_deref()
@@ -163,7 +177,7 @@ fn decision_id(request: &Request, host: &impl Host, loaded: Option<&Loaded>) -> 
         l.decisions.set(n);
         n
     });
-    format!("pal-{:x}-{n}", host.now().as_nanos())
+    format!("pal-{:x}-{n}", now.as_nanos())
 }
 
 #[cfg(test)]

@@ -183,3 +183,48 @@ fn second_request_with_same_token_hits_the_cache() {
     }
     assert_eq!(l.cache.borrow().len(), 1);
 }
+
+#[test]
+fn policy_headers_replace_what_the_client_sent() {
+    let auth = format!("Bearer {}", token("alice"));
+    let host = MockHost::get(
+        "/api/v1/customers/1",
+        &[
+            ("authorization", &auth),
+            ("x-subject", "admin"),
+            ("X-Subject", "root"),
+        ],
+        NOW,
+    );
+    assert_eq!(run(Some(loaded("enforce")), &host), Flow::Continue);
+    let values: Vec<_> = host
+        .request_headers
+        .borrow()
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(b"x-subject"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(values, vec![b"alice".to_vec()]);
+}
+
+#[test]
+fn host_failures_fail_closed_and_are_recorded() {
+    for (fail_headers, fail_clock) in [(true, false), (false, true)] {
+        let mut host = MockHost::get("/health", &[], NOW);
+        host.fail_headers = fail_headers;
+        host.fail_clock = fail_clock;
+        assert_eq!(run(Some(loaded("dry_run")), &host), Flow::Stop);
+        let reply = host.reply.borrow().clone().unwrap();
+        assert_eq!(reply.status, 503);
+        assert!(reply.body.contains("host_error"), "{}", reply.body);
+        assert_eq!(host.decision_lines()[0]["reason"], "host_error");
+    }
+}
+
+#[test]
+fn missing_configuration_is_recorded() {
+    let host = MockHost::get("/health", &[], NOW);
+    run(None, &host);
+    assert_eq!(host.decision_lines()[0]["reason"], "not_configured");
+    assert_eq!(host.decision_lines()[0]["http_status"], 503);
+}

@@ -22,25 +22,23 @@ proxy_wasm::main! {{
 struct ProxyWasmHost;
 
 impl Host for ProxyWasmHost {
-    fn request_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        match raw::request_header_pairs().map(|bytes| crate::header_map::decode(&bytes)) {
-            Some(Some(pairs)) => pairs,
-            _ => {
-                self.log(LogLevel::Error, "palisade: cannot read request headers");
-                Vec::new()
-            }
+    fn request_headers(&self) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        let pairs = raw::request_header_pairs().and_then(|bytes| crate::header_map::decode(&bytes));
+        if pairs.is_none() {
+            self.log(LogLevel::Error, "palisade: cannot read request headers");
         }
+        pairs
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
 
-    fn now(&self) -> Duration {
+    fn now(&self) -> Option<Duration> {
         hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .unwrap_or_default()
+            .filter(|d| !d.is_zero())
     }
 
     fn add_request_header(&self, name: &str, value: &str) {

@@ -5,11 +5,11 @@
 //! This is test code: it panics with a clear message when something it needs
 //! is missing (Envoy not installed, the `.wasm` not built).
 
-pub mod cases;
 pub mod envoy;
 pub mod http;
-pub mod tokens;
 pub mod upstream;
+
+pub use palisade_harness::{cases, tokens};
 
 use std::path::{Path, PathBuf};
 
@@ -30,4 +30,32 @@ pub fn wasm_path() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The TEST-ONLY keys the case files mint tokens with.
+pub fn keys() -> PathBuf {
+    repo().join("envoy/test-keys")
+}
+
+/// The demo plugin configuration the shared cases are written for.
+pub fn demo_config() -> serde_json::Value {
+    palisade_demo::sidecar::plugin_config(&repo()).unwrap()
+}
+
+/// The shared case files under `tests/cases/`, or only the one named by
+/// `PALISADE_CASE` (a file name) when that is set.
+pub fn all_cases() -> Vec<cases::Case> {
+    let all = cases::load_all(&[repo().join("tests/cases")]).unwrap();
+    match std::env::var("PALISADE_CASE") {
+        Ok(name) => all.into_iter().filter(|c| c.file_name() == name).collect(),
+        Err(_) => all,
+    }
+}
+
+/// The command that reruns one case in test `test`.
+pub fn repro(case: &cases::Case, test: &str) -> String {
+    format!(
+        "PALISADE_CASE={} cargo test -p palisade-tests --test {test}",
+        case.file_name()
+    )
 }

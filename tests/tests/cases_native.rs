@@ -7,17 +7,18 @@ use palisade_core::gate::Decision;
 use palisade_core::request::{Headers, Request};
 use palisade_core::token::cache::TokenCache;
 use palisade_filter::reply;
-use palisade_tests::cases::{self, Observed};
+use palisade_tests::cases::Observed;
+use palisade_tests::{all_cases, demo_config, keys, repro};
 use std::time::Duration;
 
 const NOW: u64 = 1_700_000_000;
 
 #[test]
 fn shared_cases_hold_natively() {
-    let config = Config::from_json(cases::demo_config().to_string().as_bytes()).unwrap();
+    let config = Config::from_json(demo_config().to_string().as_bytes()).unwrap();
     let mut failures = Vec::new();
     let mut ran = 0;
-    for case in cases::all().iter().filter(|c| c.selected()) {
+    for case in &all_cases() {
         let mut pairs = vec![
             (
                 b":method".to_vec(),
@@ -28,7 +29,8 @@ fn shared_cases_hold_natively() {
             (b":scheme".to_vec(), b"http".to_vec()),
         ];
         pairs.extend(
-            case.headers(NOW)
+            case.headers(&keys(), NOW)
+                .unwrap()
                 .into_iter()
                 .map(|(k, v)| (k.into_bytes(), v.into_bytes())),
         );
@@ -44,7 +46,7 @@ fn shared_cases_hold_natively() {
                 status: 200,
                 reason: Some("allowed".into()),
                 upstream: true,
-                www_authenticate: None,
+                ..Observed::default()
             },
             Decision::Deny(denial) => {
                 let r = reply::for_denial(denial, "native");
@@ -52,16 +54,13 @@ fn shared_cases_hold_natively() {
                     status: r.status,
                     reason: Some(denial.reason.to_owned()),
                     upstream: false,
-                    www_authenticate: r
-                        .headers
-                        .iter()
-                        .find(|(k, _)| k == "www-authenticate")
-                        .map(|(_, v)| v.clone()),
+                    headers: r.headers,
+                    ..Observed::default()
                 }
             }
         };
         ran += 1;
-        if let Err(e) = case.check(&seen, "cases_native") {
+        if let Err(e) = case.check(&seen, &repro(case, "cases_native")) {
             failures.push(e);
         }
     }

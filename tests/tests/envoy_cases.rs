@@ -3,31 +3,29 @@
 //! For each case: the status, the reason (from the reply body, and from the
 //! decision line Envoy logged), and whether the upstream's hit counter moved.
 
-use palisade_tests::cases::{self, Observed};
+use palisade_tests::cases::Observed;
 use palisade_tests::envoy::{Envoy, Listener};
 use palisade_tests::http;
 use palisade_tests::upstream::Upstream;
+use palisade_tests::{all_cases, demo_config, keys, repro};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[test]
 fn shared_cases_hold_in_real_envoy() {
     let upstream = Upstream::start();
-    let envoy = Envoy::start(
-        upstream.port,
-        &[Listener::new("cases", cases::demo_config())],
-    );
+    let envoy = Envoy::start(upstream.port, &[Listener::new("cases", demo_config())]);
     let port = envoy.port("cases");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let cases: Vec<_> = cases::all().into_iter().filter(|c| c.selected()).collect();
+    let cases = all_cases();
     assert!(!cases.is_empty(), "no case selected");
 
     // Send every request first; Envoy writes its log asynchronously.
     let mut sent = Vec::new();
     for case in &cases {
-        let headers = case.headers(now);
+        let headers = case.headers(&keys(), now).unwrap();
         let header_refs: Vec<(&str, &[u8])> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_bytes()))
@@ -43,13 +41,27 @@ fn shared_cases_hold_in_real_envoy() {
                 .unwrap_or_default()
                 .to_owned(),
         };
-        sent.push((response, reached, decision_id));
+        let upstream_headers: Vec<(String, String)> = if reached {
+            upstream.app.last_request()["headers"]
+                .as_object()
+                .map(|h| {
+                    h.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        sent.push((response, reached, decision_id, upstream_headers));
     }
-    let ids: Vec<&str> = sent.iter().map(|(_, _, id)| id.as_str()).collect();
+    let ids: Vec<&str> = sent.iter().map(|(_, _, id, _)| id.as_str()).collect();
     let logged = envoy.wait_for_decisions(&ids);
 
     let mut failures = Vec::new();
-    for ((case, (response, reached, _)), logged) in cases.iter().zip(&sent).zip(&logged) {
+    for ((case, (response, reached, _, upstream_headers)), logged) in
+        cases.iter().zip(&sent).zip(&logged)
+    {
         let logged_reason = logged
             .as_ref()
             .and_then(|d| d["reason"].as_str())
@@ -65,9 +77,11 @@ fn shared_cases_hold_in_real_envoy() {
             status: response.status,
             reason: logged_reason,
             upstream: *reached,
-            www_authenticate: response.header("www-authenticate").map(str::to_owned),
+            headers: response.headers.clone(),
+            upstream_headers: upstream_headers.clone(),
+            trap: None,
         };
-        if let Err(e) = case.check(&seen, "envoy_cases") {
+        if let Err(e) = case.check(&seen, &repro(case, "envoy_cases")) {
             failures.push(e);
         }
     }

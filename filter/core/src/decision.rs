@@ -242,7 +242,10 @@ fn header_name(v: &Value, field: &str) -> Result<String, String> {
         {
             Ok(s.to_ascii_lowercase())
         }
-        other => Err(format!("`{field}` has an invalid header name {other}")),
+        other => Err(format!(
+            "`{field}` has an invalid header name (a {})",
+            type_name(other)
+        )),
     }
 }
 

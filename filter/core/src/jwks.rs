@@ -101,6 +101,13 @@ fn load_key(jwk: &Value, allowed: &[Alg]) -> Result<Option<VerificationKey>, Str
                     "RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
                 ));
             }
+            // The checks the verifier makes on every request (odd modulus,
+            // sane exponent, size limits), made once here instead.
+            rsa::PublicKey::new(
+                rsa::BoxedUint::from_be_slice_vartime(&n),
+                rsa::BoxedUint::from_be_slice_vartime(&e),
+            )
+            .map_err(|e| format!("invalid RSA key: {e}"))?;
             let fits = Alg::ALL.iter().copied().filter(|a| a.is_rsa()).collect();
             (fits, DecodingKey::from_rsa_raw_components(&n, &e))
         }
@@ -152,6 +159,13 @@ fn load_key(jwk: &Value, allowed: &[Alg]) -> Result<Option<VerificationKey>, Str
         other => return Err(format!("unsupported `kty` `{other}`")),
     };
 
+    // EC points and Ed25519 keys are parsed when a verifier is built: build
+    // one now, so a key that could never verify fails the load, not every request.
+    if let Some(alg) = fits.first().filter(|a| !a.is_rsa() && !a.is_hmac()) {
+        if jsonwebtoken::crypto::verify("AA", b"probe", &key, alg.to_jsonwebtoken()).is_err() {
+            return Err(format!("invalid {kty} key: not a valid point for {alg}"));
+        }
+    }
     if let Some(alg) = declared {
         if !fits.contains(&alg) {
             return Err(format!("declared `alg` {alg} does not fit `kty` {kty}"));

@@ -133,3 +133,27 @@ fn bit_length_counts_from_the_top_bit() {
     assert_eq!(bit_length(&[0x01]), 1);
     assert_eq!(bit_length(&[0, 0]), 0);
 }
+
+#[test]
+fn keys_that_could_never_verify_fail_the_load() {
+    // Even modulus.
+    let mut rsa = keys(JWKS)[0].clone();
+    let mut n = URL_SAFE_NO_PAD.decode(rsa["n"].as_str().unwrap()).unwrap();
+    *n.last_mut().unwrap() &= 0xfe;
+    rsa["n"] = json!(URL_SAFE_NO_PAD.encode(&n));
+    let e = load_keys(&[rsa], &[Alg::RS256], "k").unwrap_err();
+    assert!(e.contains("invalid RSA key"), "{e}");
+    // Exponent 1.
+    let mut rsa = keys(JWKS)[0].clone();
+    rsa["e"] = json!("AQ");
+    assert!(load_keys(&[rsa], &[Alg::RS256], "k")
+        .unwrap_err()
+        .contains("invalid RSA key"));
+    // An EC point off the curve.
+    let mut ec = keys(JWKS)[1].clone();
+    ec["y"] = ec["x"].clone();
+    let e = load_keys(&[ec], &[Alg::ES256], "k").unwrap_err();
+    assert!(e.contains("invalid EC key"), "{e}");
+}
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;

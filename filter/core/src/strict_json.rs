@@ -15,10 +15,15 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 }
 
 /// True when `err` (from this module) is a duplicate key rather than bad syntax.
-/// Every value type is accepted here, so the only data error is a duplicate.
 pub fn is_duplicate_key(err: &serde_json::Error) -> bool {
-    err.is_data()
+    err.is_data() && err.to_string().starts_with("duplicate key")
 }
+
+/// A key serde_json uses internally for arbitrary-precision numbers; regorus's
+/// conversion from `serde_json::Value` reads an object holding it as a number
+/// (or, if unparsable, turns the whole document undefined), so attacker-shaped
+/// JSON could hide or rewrite a claim. It never appears in real tokens.
+const RESERVED_KEY: &str = "$serde_json::private::Number";
 
 /// Parses `text` as JSON, failing on duplicate keys in any object.
 pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
@@ -81,6 +86,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             let StrictValue(value) = map.next_value()?;
+            if key == RESERVED_KEY {
+                return Err(de::Error::custom(format!("reserved key `{key}`")));
+            }
             if out.contains_key(&key) {
                 return Err(de::Error::custom(format!("duplicate key `{key}`")));
             }
@@ -111,6 +119,12 @@ mod tests {
     #[test]
     fn rejects_nested_duplicate() {
         assert!(from_str(r#"{"a":[{"x":1,"x":2}]}"#).is_err());
+    }
+
+    #[test]
+    fn rejects_the_serde_json_number_marker() {
+        let err = from_str(r#"{"sub":{"$serde_json::private::Number":"1"}}"#).unwrap_err();
+        assert!(!is_duplicate_key(&err));
     }
 
     #[test]

@@ -76,7 +76,26 @@ impl Config {
                     format!("duplicate provider name `{}`", p.name),
                 ));
             }
-            providers.push(compile_provider(p, &path, &mut warnings)?);
+            let provider = compile_provider(p, &path, &mut warnings)?;
+            // One header, one way to read it: a second prefix for the same
+            // header would be silently ignored.
+            for (j, source) in provider.sources.iter().enumerate() {
+                let earlier = providers
+                    .iter()
+                    .flat_map(|q: &Provider| q.sources.iter())
+                    .chain(provider.sources.get(..j).unwrap_or_default())
+                    .find(|s| s.name == source.name);
+                if earlier.is_some_and(|e| e != source) {
+                    return Err(err(
+                        format!("{path}.from_headers[{j}]"),
+                        format!(
+                            "header `{}` is already read with another value_prefix",
+                            source.name
+                        ),
+                    ));
+                }
+            }
+            providers.push(provider);
         }
         let policy = Policy::compile(
             &raw.policy.modules,
@@ -183,7 +202,18 @@ fn compile_provider(
                 format!("`{}` is not a valid header name", h.name),
             ));
         }
-        sources.push(HeaderSource::new(&h.name, &h.value_prefix));
+        let source = HeaderSource::new(&h.name, &h.value_prefix);
+        if source
+            .scheme
+            .as_deref()
+            .is_some_and(|scheme| scheme.contains(char::is_whitespace))
+        {
+            return Err(err(
+                format!("{path}.from_headers[{i}].value_prefix"),
+                "an auth scheme prefix must be one word followed by a space, e.g. `Bearer `",
+            ));
+        }
+        sources.push(source);
     }
     let (keys, skipped) = jwks::load_keys(&p.jwks.keys, &algorithms, &format!("{path}.jwks.keys"))
         .map_err(ConfigError)?;

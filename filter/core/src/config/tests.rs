@@ -188,3 +188,44 @@ fn a_config_without_providers_is_valid() {
     assert!(c.providers.is_empty());
     assert_eq!(c.mode, Mode::DryRun);
 }
+
+#[test]
+fn one_header_read_two_ways_is_refused() {
+    let mut j = base();
+    let mut second = j["providers"][0].clone();
+    second["name"] = json!("second");
+    second["from_headers"] = json!([{"name": "Authorization", "value_prefix": "DPoP "}]);
+    j["providers"].as_array_mut().unwrap().push(second);
+    let e = load_err(&j);
+    assert!(
+        e.starts_with("providers[1].from_headers[0]: header `authorization` is already read"),
+        "{e}"
+    );
+
+    let dup = config_json(
+        json!({"from_headers": [{"name": "x-jwt", "value_prefix": ""}, {"name": "x-jwt", "value_prefix": "Bearer "}]}),
+        ALLOW_ALL,
+    );
+    assert!(load_err(&dup).starts_with("providers[0].from_headers[1]"));
+}
+
+#[test]
+fn same_header_same_prefix_in_two_providers_is_fine() {
+    let mut j = base();
+    let mut second = j["providers"][0].clone();
+    second["name"] = json!("second");
+    j["providers"].as_array_mut().unwrap().push(second);
+    assert!(Config::from_json(j.to_string().as_bytes()).is_ok());
+}
+
+#[test]
+fn multi_word_scheme_is_refused() {
+    let e = load_err(&config_json(
+        json!({"from_headers": [{"name": "authorization", "value_prefix": "Bearer x "}]}),
+        ALLOW_ALL,
+    ));
+    assert!(
+        e.starts_with("providers[0].from_headers[0].value_prefix"),
+        "{e}"
+    );
+}

@@ -41,9 +41,13 @@ impl HeaderSource {
     /// The token in one header value: `Ok(None)` when the value is not for this
     /// source (e.g. `Basic ...` where `Bearer` is expected).
     fn token_in<'a>(&self, value: &'a [u8]) -> Result<Option<&'a [u8]>, TokenError> {
+        let value = trim_spaces(value);
         let rest = match &self.scheme {
             Some(scheme) => {
-                let word_len = value.iter().position(|b| *b == b' ').unwrap_or(value.len());
+                let word_len = value
+                    .iter()
+                    .position(|b| matches!(b, b' ' | b'\t'))
+                    .unwrap_or(value.len());
                 let (word, rest) = value.split_at(word_len);
                 if !word.eq_ignore_ascii_case(scheme.as_bytes()) {
                     return Ok(None);
@@ -86,6 +90,11 @@ pub struct FoundToken<'a> {
 
 /// Scans `headers` for tokens at any of `sources`. Returns `Ok(None)` when no
 /// token is present, and [`TokenError::Multiple`] when more than one is.
+///
+/// A configured header is read strictly: it may occur once, and its value may
+/// not hold a comma-joined list (`Basic x, Bearer y`). Otherwise an upstream
+/// could act on a credential Palisade did not verify, such as the first of
+/// two `Authorization` headers.
 pub fn find_token<'h, 's>(
     headers: &'h Headers,
     sources: impl IntoIterator<Item = &'s HeaderSource>,
@@ -97,16 +106,21 @@ pub fn find_token<'h, 's>(
             continue;
         }
         seen_headers.push(&source.name);
-        for (name, value) in headers.get_all(&source.name) {
-            if let Some(token) = source.token_in(value)? {
-                if found.is_some() {
-                    return Err(TokenError::Multiple);
-                }
-                found = Some(FoundToken {
-                    header: name,
-                    token,
-                });
+        let mut occurrences = headers.get_all(&source.name);
+        let Some((name, value)) = occurrences.next() else {
+            continue;
+        };
+        if occurrences.next().is_some() || value.contains(&b',') {
+            return Err(TokenError::Multiple);
+        }
+        if let Some(token) = source.token_in(value)? {
+            if found.is_some() {
+                return Err(TokenError::Multiple);
             }
+            found = Some(FoundToken {
+                header: name,
+                token,
+            });
         }
     }
     Ok(found)
@@ -184,6 +198,44 @@ mod tests {
         assert_eq!(
             find(&[("authorization", "Bearer a.b.c,Bearer d.e.f")]),
             Err(TokenError::Multiple)
+        );
+    }
+
+    #[test]
+    fn a_second_authorization_header_of_any_scheme_is_invalid() {
+        assert_eq!(
+            find(&[
+                ("authorization", "Basic Ym9iOnB3"),
+                ("authorization", "Bearer a.b.c")
+            ]),
+            Err(TokenError::Multiple)
+        );
+        assert_eq!(
+            find(&[
+                ("authorization", "Basic Ym9iOnB3"),
+                ("authorization", "Basic eDp5")
+            ]),
+            Err(TokenError::Multiple)
+        );
+    }
+
+    #[test]
+    fn comma_joined_credentials_are_invalid_whatever_the_scheme() {
+        assert_eq!(
+            find(&[("authorization", "Basic eDp5, Bearer a.b.c")]),
+            Err(TokenError::Multiple)
+        );
+    }
+
+    #[test]
+    fn tabs_and_leading_spaces_do_not_hide_a_token() {
+        assert_eq!(
+            find(&[("authorization", "Bearer\ta.b.c")]),
+            Ok(Some(b"a.b.c".to_vec()))
+        );
+        assert_eq!(
+            find(&[("authorization", "  Bearer a.b.c")]),
+            Ok(Some(b"a.b.c".to_vec()))
         );
     }
 

@@ -95,13 +95,14 @@ pub fn verify(
             .and_then(|()| check_claims(provider, &payload, now));
         match outcome {
             Ok(expires_at) => {
-                return Ok(VerifiedToken::new(
-                    provider,
-                    from_header,
-                    header,
-                    payload,
-                    expires_at,
-                ))
+                let token = VerifiedToken::new(provider, from_header, header, payload, expires_at);
+                // The policy must see the token it was verified as, or nothing.
+                if token.document == regorus::Value::Undefined {
+                    return Err(TokenError::Malformed(
+                        "claims cannot be given to the policy",
+                    ));
+                }
+                return Ok(token);
             }
             Err(e) if i == 0 => first_error = e,
             Err(_) => {}

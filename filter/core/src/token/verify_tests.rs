@@ -405,3 +405,15 @@ fn second_provider_with_same_issuer_is_tried() {
 }
 
 use crate::config::Config;
+
+#[test]
+fn serde_json_number_marker_cannot_hide_claims() {
+    let payload = format!(
+        r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","sub":"alice","exp":{},"x":{{"$serde_json::private::Number":"oops"}}}}"#,
+        NOW_SECS + 60
+    );
+    let t = rs256()
+        .sign_raw(&rs256().header().to_string(), &payload)
+        .unwrap();
+    assert!(matches!(err(&t), TokenError::Malformed(_)));
+}
