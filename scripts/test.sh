@@ -27,7 +27,10 @@ ls -l target/wasm32-wasip1/release/palisade_filter.wasm
 step "Envoy validates the shipped sidecar config"
 "$ENVOY_BIN" --mode validate -c envoy/sidecar.yaml -l error
 
-step "tests (unit, cases, real Envoy)"
+step "palisade test policies/ (Rego unit tests of the reference policy)"
+cargo run -q -p palisade-harness --locked -- test --coverage policies/
+
+step "tests (unit, cases, harness, real Envoy)"
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$LOG"

@@ -32,7 +32,10 @@ const USAGE: &str = "usage:
       demo issuer's iss/aud/iat/exp and CLAIMS_JSON merged over them.
   palisade-demo render-sidecar [--listen-port N] [--admin-port N] [--upstream-port N] [--wasm PATH]
       Prints envoy/sidecar.yaml rendered from envoy/sidecar.template.yaml.
-      Run from the repository root.";
+      Run from the repository root.
+  palisade-demo render-config
+      Prints envoy/demo-config.json: the sidecar's plugin configuration alone,
+      for `palisade check/eval/serve --config`.";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +43,7 @@ enum Command {
     Api { listen: String },
     Token(token::TokenRequest),
     RenderSidecar(sidecar::Placement),
+    RenderConfig,
     Help,
 }
 
@@ -51,6 +55,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String
         Some("api") => {}
         Some("token") => return parse_token(args),
         Some("render-sidecar") => return parse_render(args),
+        Some("render-config") => return Ok(Command::RenderConfig),
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some(other) => return Err(format!("unknown command: {other}")),
         None => return Err("missing command".to_string()),
@@ -136,6 +141,12 @@ fn main() -> ExitCode {
     let listen = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Api { listen }) => listen,
         Ok(Command::Token(req)) => return print_result(token::mint(&req)),
+        Ok(Command::RenderConfig) => {
+            return print_result(
+                sidecar::plugin_config(std::path::Path::new("."))
+                    .and_then(|c| serde_json::to_string_pretty(&c).map_err(|e| e.to_string())),
+            );
+        }
         Ok(Command::RenderSidecar(at)) => {
             let repo = std::path::Path::new(".");
             return print_result(

@@ -112,6 +112,19 @@ mod tests {
     }
 
     #[test]
+    fn committed_demo_config_is_up_to_date() {
+        let config = plugin_config(repo()).unwrap();
+        let committed: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo().join("envoy/demo-config.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            config == committed,
+            "envoy/demo-config.json is stale; regenerate it with:\n  cargo run -p palisade-demo -- render-config > envoy/demo-config.json"
+        );
+    }
+
+    #[test]
     fn config_is_indented_under_its_marker() {
         let out = render(
             "a:\n  b: |\n    {{PALISADE_CONFIG}}\n",

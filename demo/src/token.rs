@@ -5,7 +5,7 @@
 
 use palisade_core::algorithm::Alg;
 use palisade_core::mint::SigningKey;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What to mint.
@@ -33,20 +33,16 @@ impl Default for TokenRequest {
 
 /// The demo issuer's default claims at `now`, with `extra` merged over them.
 pub fn claims_at(now: Duration, ttl_seconds: u64, extra: &Value) -> Result<Value, String> {
-    let now = now.as_secs();
-    let mut claims = json!({
-        "iss": "https://idp.palisade.test",
-        "aud": "customer-api",
-        "iat": now,
-        "exp": now + ttl_seconds,
-    });
-    let extra = extra.as_object().ok_or("claims must be a JSON object")?;
-    if let Some(obj) = claims.as_object_mut() {
-        for (k, v) in extra {
-            obj.insert(k.clone(), v.clone());
-        }
+    if !extra.is_object() {
+        return Err("claims must be a JSON object".into());
     }
-    Ok(claims)
+    Ok(palisade_core::mint::claims(
+        "https://idp.palisade.test",
+        "customer-api",
+        now.as_secs(),
+        ttl_seconds,
+        extra,
+    ))
 }
 
 /// Mints the token described by `req`, using the wall clock.
@@ -68,6 +64,7 @@ pub fn mint(req: &TokenRequest) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn extra_claims_override_defaults() {

@@ -3,5 +3,6 @@
 //! cases it checks, and the `palisade` CLI built on both.
 
 pub mod cases;
+pub mod forward;
 pub mod host;
 pub mod tokens;

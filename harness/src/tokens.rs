@@ -5,8 +5,8 @@
 //! production key.
 
 use palisade_core::algorithm::Alg;
-use palisade_core::mint::SigningKey;
-use serde_json::{json, Value};
+use palisade_core::mint::{self, SigningKey};
+use serde_json::Value;
 use std::path::Path;
 
 pub const ISSUER: &str = "https://idp.palisade.test";
@@ -51,57 +51,10 @@ pub fn key(dir: &Path, name: &str) -> Result<SigningKey, String> {
     }
 }
 
-/// Valid claims of the test issuer at `now` (seconds since the epoch) with
-/// `extra` merged over them: `null` removes a claim; `"now"`, `"now+N"` and
-/// `"now-N"` become numbers relative to `now`.
+/// Valid claims of the test issuer at `now` (seconds since the epoch),
+/// living 300 s, with `extra` merged over them (see [`mint::claims`]).
 pub fn claims(now: u64, extra: &Value) -> Value {
-    let mut c = json!({"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300});
-    if let (Some(obj), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            if v.is_null() {
-                obj.remove(k);
-            } else {
-                obj.insert(k.clone(), relative_time(now, v));
-            }
-        }
-    }
-    c
+    mint::claims(ISSUER, AUDIENCE, now, 300, extra)
 }
 
-/// `"now+60"` → `now + 60`; other values unchanged.
-pub fn relative_time(now: u64, v: &Value) -> Value {
-    let Some(rest) = v.as_str().and_then(|s| s.strip_prefix("now")) else {
-        return v.clone();
-    };
-    let offset: i64 = match rest {
-        "" => 0,
-        _ => match rest.parse() {
-            Ok(n) => n,
-            Err(_) => return v.clone(),
-        },
-    };
-    json!(now as i64 + offset)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_times() {
-        assert_eq!(relative_time(100, &json!("now")), json!(100));
-        assert_eq!(relative_time(100, &json!("now+5")), json!(105));
-        assert_eq!(relative_time(100, &json!("now-5")), json!(95));
-        assert_eq!(relative_time(100, &json!("nowhere")), json!("nowhere"));
-        assert_eq!(relative_time(100, &json!(7)), json!(7));
-    }
-
-    #[test]
-    fn claims_merge_and_remove() {
-        let c = claims(10, &json!({"sub": "a", "exp": null, "nbf": "now+1"}));
-        assert_eq!(
-            c,
-            json!({"iss": ISSUER, "aud": AUDIENCE, "iat": 10, "sub": "a", "nbf": 11})
-        );
-    }
-}
+pub use mint::relative_time;

@@ -1,6 +1,7 @@
 //! The shared request cases (`tests/cases/`) through the real `.wasm` in the
 //! harness. The same files run through real Envoy in the palisade-tests crate:
 //! both must meet the same expectations, so they agree with each other.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -8,6 +8,7 @@ use crate::algorithm::Alg;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::EncodingKey;
+use serde_json::{json, Value};
 
 /// A private key with the algorithm and `kid` it signs for.
 pub struct SigningKey {
@@ -83,4 +84,65 @@ pub fn unsigned(header_json: &str, payload_json: &str) -> String {
         URL_SAFE_NO_PAD.encode(header_json),
         URL_SAFE_NO_PAD.encode(payload_json)
     )
+}
+
+/// Claims for a test token: `iss`, `aud`, `iat = now` and `exp = now + ttl`,
+/// with `extra` merged over them. In `extra`, `null` removes a claim and the
+/// strings `"now"`, `"now+N"`, `"now-N"` become times relative to `now`.
+pub fn claims(issuer: &str, audience: &str, now: u64, ttl: u64, extra: &Value) -> Value {
+    let mut c = json!({"iss": issuer, "aud": audience, "iat": now, "exp": now.saturating_add(ttl)});
+    if let (Some(obj), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            if v.is_null() {
+                obj.remove(k);
+            } else {
+                obj.insert(k.clone(), relative_time(now, v));
+            }
+        }
+    }
+    c
+}
+
+/// `"now+60"` → `now + 60`; any other value unchanged.
+pub fn relative_time(now: u64, v: &Value) -> Value {
+    let Some(rest) = v.as_str().and_then(|s| s.strip_prefix("now")) else {
+        return v.clone();
+    };
+    let offset: i64 = match rest {
+        "" => 0,
+        _ => match rest.parse() {
+            Ok(n) => n,
+            Err(_) => return v.clone(),
+        },
+    };
+    json!((now as i64).saturating_add(offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(relative_time(100, &json!("now")), json!(100));
+        assert_eq!(relative_time(100, &json!("now+5")), json!(105));
+        assert_eq!(relative_time(100, &json!("now-5")), json!(95));
+        assert_eq!(relative_time(100, &json!("nowhere")), json!("nowhere"));
+        assert_eq!(relative_time(100, &json!(7)), json!(7));
+    }
+
+    #[test]
+    fn claims_merge_and_remove() {
+        let c = claims(
+            "i",
+            "a",
+            10,
+            300,
+            &json!({"sub": "s", "exp": null, "nbf": "now+1"}),
+        );
+        assert_eq!(
+            c,
+            json!({"iss": "i", "aud": "a", "iat": 10, "sub": "s", "nbf": 11})
+        );
+    }
 }

@@ -1,0 +1,48 @@
+//! `palisade eval`: one decision from the decision core, for an input document.
+
+use super::{read, FilterArgs};
+use palisade_core::config::Config;
+use palisade_core::decision::{interpret, PolicyVerdict};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// The policy input (JSON, the OPA-Envoy shape plus `token`).
+    #[arg(long, short)]
+    input: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, String> {
+    let config = Config::from_json(&args.filter.config_bytes()?)
+        .map_err(|e| format!("{}: {e}", args.filter.config.display()))?;
+    let input: serde_json::Value = serde_json::from_str(&read(&args.input)?)
+        .map_err(|e| format!("{}: not JSON: {e}", args.input.display()))?;
+    let result = config.policy.evaluate(regorus::Value::from(input));
+    let raw = match &result {
+        Ok(v) => serde_json::from_str(&v.to_json_str().unwrap_or_default()).unwrap_or(json!(null)),
+        Err(e) => json!({"error": e}),
+    };
+    let out = match interpret(result) {
+        PolicyVerdict::Allow(d) => json!({
+            "decision": "allow",
+            "reason": "allowed",
+            "headers": d.request_headers_to_add,
+            "result": raw,
+        }),
+        PolicyVerdict::Deny(d) => json!({
+            "decision": "deny",
+            "reason": d.reason.code(),
+            "detail": d.detail,
+            "result": raw,
+        }),
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+    );
+    Ok(ExitCode::SUCCESS)
+}
