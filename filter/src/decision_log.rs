@@ -24,16 +24,7 @@ pub fn line(
     status: Option<u16>,
     config: &Config,
 ) -> String {
-    let text = |name: &str| {
-        request
-            .headers
-            .first(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
-    let path = text(":path").map(|p| match p.split_once('?') {
-        Some((path, _)) => path.to_owned(),
-        None => p,
-    });
+    let (method, path) = method_and_path(request);
     let (decision, detail) = match &evaluation.decision {
         Decision::Allow(_) => ("allow", Value::Null),
         Decision::Deny(d) => ("deny", Value::from(d.detail.as_str())),
@@ -50,7 +41,7 @@ pub fn line(
         "provider": evaluation.token.as_ref().map(|t| t.provider.as_str()),
         "client_principal": request.source_principal,
         "peer": request.source_address,
-        "method": text(":method"),
+        "method": method,
         "path": path,
         "policy_revision": config.policy.revision.get(..16),
     });
@@ -69,13 +60,7 @@ pub fn refusal_line(
     reason: &str,
     status: u16,
 ) -> String {
-    let text = |name: &str| {
-        request
-            .headers
-            .first(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
-    let path = text(":path").map(|p| p.split('?').next().unwrap_or_default().to_owned());
+    let (method, path) = method_and_path(request);
     let record = json!({
         "decision_id": decision_id,
         "timestamp": rfc3339(now),
@@ -85,10 +70,22 @@ pub fn refusal_line(
         "dry_run": false,
         "http_status": status,
         "peer": request.source_address,
-        "method": text(":method"),
+        "method": method,
         "path": path,
     });
     format!("{PREFIX}{record}")
+}
+
+/// The method, and the path without its query string (which may carry secrets).
+fn method_and_path(request: &Request) -> (Option<String>, Option<String>) {
+    let text = |name: &str| {
+        request
+            .headers
+            .first(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let path = text(":path").map(|p| p.split('?').next().unwrap_or_default().to_owned());
+    (text(":method"), path)
 }
 
 /// `2023-11-14T22:13:20.123Z` from a time since the Unix epoch.

@@ -2,9 +2,8 @@
 //! with the same regorus build the filter embeds (so a policy that passes
 //! here cannot call a builtin the filter lacks).
 
-use palisade_core::policy::builtins;
+use palisade_core::policy::{ast, builtins};
 use regorus::{Engine, Value};
-use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -45,7 +44,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     builtins::check_calls(&engine).map_err(|e| format!("{}: {}", e.module, e.message))?;
     engine.set_enable_coverage(args.coverage);
 
-    let tests = discover(&engine)?;
+    let tests = ast::rules_named(&engine, "test_").ok_or("cannot inspect the policies")?;
     let selected: Vec<&String> = tests
         .iter()
         .filter(|t| args.run.as_deref().is_none_or(|r| t.contains(r)))
@@ -120,49 +119,6 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
         return Err(format!("{}: no such file or directory", path.display()));
     }
     Ok(())
-}
-
-/// `data.<package>.test_*` for every test rule, in file order.
-fn discover(engine: &Engine) -> Result<Vec<String>, String> {
-    let ast: Json = engine
-        .get_ast_as_json()
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .ok_or("cannot inspect the policies")?;
-    let mut tests = Vec::new();
-    for policy in ast.as_array().map(Vec::as_slice).unwrap_or_default() {
-        let module = &policy["ast"];
-        let Some(package) = dotted(&module["package"]["refr"]) else {
-            continue;
-        };
-        for rule in module["rules"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let head = &rule["Spec"]["head"];
-            let refr = head
-                .as_object()
-                .and_then(|h| h.values().next())
-                .map(|inner| &inner["refr"]);
-            if let Some(name) = refr.and_then(dotted) {
-                let path = format!("data.{package}.{name}");
-                if name.starts_with("test_") && !tests.contains(&path) {
-                    tests.push(path);
-                }
-            }
-        }
-    }
-    Ok(tests)
-}
-
-fn dotted(expr: &Json) -> Option<String> {
-    if let Some(var) = expr.get("Var") {
-        return var["value"].as_str().map(str::to_owned);
-    }
-    let dot = expr.get("RefDot")?;
-    let field = dot["field"].get(1)?.as_str()?;
-    Some(format!("{}.{field}", dotted(&dot["refr"])?))
 }
 
 fn print_coverage(engine: &Engine) -> Result<(), String> {

@@ -4,6 +4,7 @@
 //! README). Walking the modules' AST finds every call; a call resolves if it
 //! names a builtin compiled in, `print`, or a function the modules define.
 
+use super::ast::dotted;
 use regorus::Engine;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -23,18 +24,13 @@ pub fn available() -> Vec<&'static str> {
 }
 
 pub fn check_calls(engine: &Engine) -> Result<(), MissingFunction> {
-    let ast = engine
-        .get_ast_as_json()
-        .ok()
-        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-        .ok_or_else(|| MissingFunction {
-            module: String::new(),
-            message: "cannot inspect the policy AST".into(),
-        })?;
-    let policies = ast.as_array().map(Vec::as_slice).unwrap_or_default();
+    let policies = super::ast::modules(engine).ok_or_else(|| MissingFunction {
+        module: String::new(),
+        message: "cannot inspect the policy AST".into(),
+    })?;
 
     let mut defined = BTreeSet::new();
-    for policy in policies {
+    for policy in &policies {
         let module = &policy["ast"];
         let package = dotted(&module["package"]["refr"]).unwrap_or_default();
         for rule in module["rules"]
@@ -48,7 +44,7 @@ pub fn check_calls(engine: &Engine) -> Result<(), MissingFunction> {
         }
     }
 
-    for policy in policies {
+    for policy in &policies {
         let module_name = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
         let mut calls = Vec::new();
         collect_calls(&policy["ast"], &mut calls);
@@ -87,14 +83,4 @@ fn collect_calls(node: &Value, out: &mut Vec<(String, u64)>) {
         Value::Array(items) => items.iter().for_each(|c| collect_calls(c, out)),
         _ => {}
     }
-}
-
-/// `a.b.c` from a `Var`/`RefDot` chain; `None` for anything dynamic.
-fn dotted(expr: &Value) -> Option<String> {
-    if let Some(var) = expr.get("Var") {
-        return var["value"].as_str().map(str::to_owned);
-    }
-    let dot = expr.get("RefDot")?;
-    let field = dot["field"].get(1)?.as_str()?;
-    Some(format!("{}.{field}", dotted(&dot["refr"])?))
 }

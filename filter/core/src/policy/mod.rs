@@ -5,6 +5,7 @@
 //! for a subset of requests. [`builtins::check_calls`] walks the compiled
 //! modules at load time instead, so such a policy never loads.
 
+pub mod ast;
 pub mod builtins;
 
 use regorus::{CompiledPolicy, Engine, Value};

@@ -156,3 +156,22 @@ fn available_builtins_are_listed() {
     assert!(!names.contains(&"time.now_ns"));
     assert!(!names.contains(&"http.send"));
 }
+
+#[test]
+fn rules_are_found_by_name_prefix() {
+    let mut engine = Engine::new();
+    engine
+        .add_policy(
+            "t.rego".into(),
+            "package a.b\ntest_one if true\ntest_two := 1\nnot_a_test if true\ntest_one if false\n"
+                .into(),
+        )
+        .unwrap();
+    assert_eq!(
+        ast::rules_named(&engine, "test_").unwrap(),
+        vec![
+            "data.a.b.test_one".to_owned(),
+            "data.a.b.test_two".to_owned()
+        ]
+    );
+}
