@@ -237,6 +237,7 @@ impl Case {
                 .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
                 .collect(),
             body: self.request.body.clone().into_bytes(),
+            trailers: Vec::new(),
             peer: self
                 .request
                 .peer

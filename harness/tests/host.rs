@@ -182,3 +182,60 @@ fn vms_share_data_like_envoy_workers() {
         "no update lost across VMs"
     );
 }
+
+/// A guest that dispatches an HTTP call when configured and records the size
+/// of the answer's body in shared data.
+const CALLING_GUEST: &str = r#"
+(module
+  (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_shared_data" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "jwks")
+  (data (i32.const 16) "\01\00\00\00\05\00\00\00\0b\00\00\00:path\00/certs/jwks\00")
+  (data (i32.const 64) "seen")
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (i32.eqz (call $call (i32.const 0) (i32.const 4) (i32.const 16) (i32.const 30)
+      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 500) (i32.const 200))))
+  (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+    (i32.store (i32.const 300) (local.get 3))
+    (drop (call $set (i32.const 64) (i32.const 4) (i32.const 300) (i32.const 4) (i32.const 0))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+)"#;
+
+#[test]
+fn http_calls_are_recorded_and_answered() {
+    let module = FilterModule::from_bytes(CALLING_GUEST.as_bytes()).unwrap();
+    let shared = SharedSpace::new();
+    let mut vm = Vm::start(&module, b"{}", FakeClock::at(NOW), shared.clone()).unwrap();
+    let calls = vm.pending_http_calls().to_vec();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].upstream, "jwks");
+    assert_eq!(
+        calls[0].headers,
+        vec![(b":path".to_vec(), b"/certs/jwks".to_vec())]
+    );
+    assert_eq!(calls[0].timeout_ms, 500);
+    let answer = UpstreamResponse {
+        status: 200,
+        headers: vec![],
+        body: b"{\"keys\":[]}".to_vec(),
+    };
+    vm.deliver_http_call_response(calls[0].token, &answer)
+        .unwrap();
+    assert!(vm.pending_http_calls().is_empty());
+    let (seen, _) = shared.get("seen").unwrap();
+    assert_eq!(
+        u32::from_le_bytes(seen.try_into().unwrap()),
+        11,
+        "the guest saw the body size"
+    );
+    assert!(
+        vm.deliver_http_call_response(calls[0].token, &answer)
+            .is_err(),
+        "answered only once"
+    );
+}

@@ -115,6 +115,7 @@ fn serve_one(
         scheme: "http".into(),
         headers,
         body,
+        trailers: Vec::new(),
         peer: request
             .remote_addr()
             .map(|a| a.to_string())

@@ -96,6 +96,7 @@ pub struct HttpRequest {
     pub scheme: String,
     pub headers: HeaderPairs,
     pub body: Vec<u8>,
+    pub trailers: HeaderPairs,
     /// Peer `ip:port` (`source.address`).
     pub peer: String,
     /// mTLS peer URI SAN (`connection.uri_san_peer_certificate`), if any.
@@ -183,6 +184,8 @@ impl Exchange {
 struct Entry {
     request_headers: TypedFunc<(u32, u32, u32), u32>,
     request_body: Option<TypedFunc<(u32, u32, u32), u32>>,
+    request_trailers: Option<TypedFunc<(u32, u32), u32>>,
+    http_call_response: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
     response_headers: TypedFunc<(u32, u32, u32), u32>,
     response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
     context_create: TypedFunc<(u32, u32), ()>,
@@ -228,6 +231,12 @@ impl Vm {
         let entry = Entry {
             request_headers: f2(&mut store, "proxy_on_request_headers").map_err(trap)?,
             request_body: f2(&mut store, "proxy_on_request_body").ok(),
+            request_trailers: instance
+                .get_typed_func(&mut store, "proxy_on_request_trailers")
+                .ok(),
+            http_call_response: instance
+                .get_typed_func(&mut store, "proxy_on_http_call_response")
+                .ok(),
             response_headers: f2(&mut store, "proxy_on_response_headers").map_err(trap)?,
             response_body: f2(&mut store, "proxy_on_response_body").ok(),
             context_create: instance
@@ -336,14 +345,22 @@ impl Vm {
         let headers =
             u32::try_from(self.store.data().stream.request_headers.len()).unwrap_or(u32::MAX);
         let body_len = u32::try_from(request.body.len()).unwrap_or(u32::MAX);
-        let eos = u32::from(request.body.is_empty());
+        let has_trailers = !request.trailers.is_empty();
+        let eos = u32::from(request.body.is_empty() && !has_trailers);
         let mut action = self
             .entry
             .request_headers
             .call(&mut self.store, (ctx, headers, eos))?;
         if self.store.data().stream.local_reply.is_none() && !request.body.is_empty() {
             if let Some(on_body) = &self.entry.request_body {
-                action = on_body.call(&mut self.store, (ctx, body_len, 1))?;
+                action =
+                    on_body.call(&mut self.store, (ctx, body_len, u32::from(!has_trailers)))?;
+            }
+        }
+        if self.store.data().stream.local_reply.is_none() && has_trailers {
+            if let Some(on_trailers) = &self.entry.request_trailers {
+                let n = u32::try_from(request.trailers.len()).unwrap_or(u32::MAX);
+                action = on_trailers.call(&mut self.store, (ctx, n))?;
             }
         }
         if let Some(reply) = self.store.data().stream.local_reply.clone() {
@@ -439,6 +456,39 @@ impl Vm {
     pub fn pending_http_calls(&self) -> &[HttpCall] {
         &self.store.data().http_calls
     }
+
+    /// Answers the pending call `token` (from a script or a real upstream),
+    /// running the filter's `on_http_call_response`.
+    pub fn deliver_http_call_response(
+        &mut self,
+        token: u32,
+        response: &UpstreamResponse,
+    ) -> Result<(), String> {
+        let calls = &mut self.store.data_mut().http_calls;
+        let Some(i) = calls.iter().position(|c| c.token == token) else {
+            return Err(format!("no pending http call with token {token}"));
+        };
+        calls.remove(i);
+        let mut headers = vec![(
+            b":status".to_vec(),
+            response.status.to_string().into_bytes(),
+        )];
+        headers.extend(response.headers.iter().cloned());
+        let n = u32::try_from(headers.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(response.body.len()).unwrap_or(u32::MAX);
+        self.store.data_mut().call_response = Some((headers, response.body.clone(), Vec::new()));
+        let result = match &self.entry.http_call_response {
+            Some(f) => f
+                .call(&mut self.store, (ROOT_CONTEXT, token, n, len, 0))
+                .map_err(|e| format!("{e:?}")),
+            None => Err("the filter exports no proxy_on_http_call_response".into()),
+        };
+        self.store.data_mut().call_response = None;
+        if let Err(e) = &result {
+            self.dead = Some(e.clone());
+        }
+        result
+    }
 }
 
 fn stream_state(request: &HttpRequest) -> StreamState {
@@ -474,6 +524,7 @@ fn stream_state(request: &HttpRequest) -> StreamState {
     StreamState {
         request_headers: headers,
         request_body: request.body.clone(),
+        request_trailers: request.trailers.clone(),
         properties,
         ..StreamState::default()
     }
