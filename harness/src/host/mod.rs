@@ -181,11 +181,15 @@ impl Exchange {
     }
 }
 
+/// `proxy_on_http_call_response(root, token, headers, body_size, trailers)`.
+type CallResponseFn = TypedFunc<(u32, u32, u32, u32, u32), ()>;
+
+/// The guest's exported entry points, looked up once per VM.
 struct Entry {
     request_headers: TypedFunc<(u32, u32, u32), u32>,
     request_body: Option<TypedFunc<(u32, u32, u32), u32>>,
     request_trailers: Option<TypedFunc<(u32, u32), u32>>,
-    http_call_response: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+    http_call_response: Option<CallResponseFn>,
     response_headers: TypedFunc<(u32, u32, u32), u32>,
     response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
     context_create: TypedFunc<(u32, u32), ()>,
