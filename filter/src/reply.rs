@@ -12,11 +12,12 @@
 use crate::host::LocalReply;
 use crate::stream::DECISION_ID_HEADER;
 use palisade_core::gate::{Denial, DenialKind};
+use palisade_core::ratelimit::limits::LimitDenial;
 
 /// The reply for `denial`.
 pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
     let mut headers: Vec<(String, String)> = Vec::new();
-    let (status, error) = match denial.kind {
+    let (status, error) = match &denial.kind {
         DenialKind::InvalidToken(e) => {
             headers.push((
                 "www-authenticate".into(),
@@ -32,6 +33,7 @@ pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
             (401, "unauthenticated")
         }
         DenialKind::Forbidden => (403, "forbidden"),
+        DenialKind::Limited(limited) => return for_limit(limited, denial.reason, decision_id),
     };
     let status = denial.reply.http_status.unwrap_or(status);
     let body = match &denial.reply.body {
@@ -61,6 +63,48 @@ pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
         status,
         headers,
         body,
+    }
+}
+
+/// Replies for rate-limit refusals: 400 page size (with a message the
+/// client can act on), 403 suspended, 429 with `Retry-After` and the IETF
+/// `RateLimit-Policy` / `RateLimit` fields.
+fn for_limit(limited: &LimitDenial, reason: &str, decision_id: &str) -> LocalReply {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    let (status, error, message) = match limited {
+        LimitDenial::PageSize { message, .. } => (400, "bad_request", Some(message.clone())),
+        LimitDenial::Suspended { .. } => (403, "forbidden", None),
+        LimitDenial::RateLimited {
+            rule,
+            retry_after,
+            limit,
+            period,
+        } => {
+            let retry = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let retry = retry.max(1);
+            headers.push(("retry-after".into(), retry.to_string()));
+            headers.push((
+                "ratelimit-policy".into(),
+                format!("\"{rule}\";q={limit};w={}", period.as_secs()),
+            ));
+            headers.push(("ratelimit".into(), format!("\"{rule}\";r=0;t={retry}")));
+            (429, "too_many_requests", None)
+        }
+        LimitDenial::Contended { .. } => {
+            headers.push(("retry-after".into(), "1".into()));
+            (429, "too_many_requests", None)
+        }
+    };
+    headers.push((DECISION_ID_HEADER.into(), decision_id.to_owned()));
+    let mut body =
+        serde_json::json!({"error": error, "reason": reason, "decision_id": decision_id});
+    if let (Some(message), Some(obj)) = (message, body.as_object_mut()) {
+        obj.insert("message".into(), message.into());
+    }
+    LocalReply {
+        status,
+        headers,
+        body: body.to_string(),
     }
 }
 
@@ -174,6 +218,38 @@ mod tests {
             .collect();
         assert_eq!(challenges.len(), 1);
         assert_eq!(challenges[0].1, "Bearer realm=\"corp\"");
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after_and_ietf_fields() {
+        let limited = LimitDenial::RateLimited {
+            rule: "bulk".into(),
+            retry_after: std::time::Duration::from_millis(2_300),
+            limit: 60,
+            period: std::time::Duration::from_secs(60),
+        };
+        let r = for_denial(&denial(DenialKind::Limited(limited), "rate_limited"), "d1");
+        assert_eq!(r.status, 429);
+        assert_eq!(header(&r, "retry-after"), Some("3"));
+        assert_eq!(header(&r, "ratelimit-policy"), Some("\"bulk\";q=60;w=60"));
+        assert_eq!(header(&r, "ratelimit"), Some("\"bulk\";r=0;t=3"));
+    }
+
+    #[test]
+    fn page_size_is_400_with_a_message_and_suspension_403() {
+        let page = LimitDenial::PageSize {
+            rule: "bulk".into(),
+            message: "too big".into(),
+        };
+        let r = for_denial(&denial(DenialKind::Limited(page), "page_size"), "d1");
+        assert_eq!(r.status, 400);
+        assert!(r.body.contains("too big"), "{}", r.body);
+        let s = LimitDenial::Suspended {
+            rule: "bulk".into(),
+            until: 5,
+        };
+        let r = for_denial(&denial(DenialKind::Limited(s), "suspended"), "d1");
+        assert_eq!((r.status, r.body.contains("suspended")), (403, true));
     }
 
     #[test]

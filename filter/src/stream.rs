@@ -6,6 +6,8 @@ use crate::host::{Flow, Host, LogLevel};
 use crate::reply;
 use palisade_core::config::Config;
 use palisade_core::gate::Decision;
+use palisade_core::ratelimit::limits::Limits;
+use palisade_core::ratelimit::store::SharedStore;
 use palisade_core::request::{Headers, Request};
 use palisade_core::token::cache::TokenCache;
 use std::cell::{Cell, RefCell};
@@ -17,16 +19,21 @@ use std::time::Duration;
 pub struct Loaded {
     pub config: Config,
     pub cache: RefCell<TokenCache>,
+    /// This VM's limiters, over the host's shared data.
+    pub limits: Limits,
     /// Streams decided so far, for decision ids when Envoy gives no request id.
     pub decisions: Cell<u64>,
 }
 
 impl Loaded {
-    pub fn new(config: Config) -> Self {
+    /// `store` is the host's shared data (shared by every worker's VM).
+    pub fn new(config: Config, store: Rc<dyn SharedStore>) -> Self {
         let cache = RefCell::new(TokenCache::new(config.token_cache_capacity));
+        let limits = Limits::new(&config.rate_limits, store);
         Loaded {
             config,
             cache,
+            limits,
             decisions: Cell::new(0),
         }
     }
@@ -61,7 +68,9 @@ impl Stream {
             let Ok(mut cache) = loaded.cache.try_borrow_mut() else {
                 return refuse(host, &request, now, "internal_error");
             };
-            loaded.config.decide(&request, now, &mut cache)
+            loaded
+                .config
+                .decide(&request, now, &mut cache, &loaded.limits)
         };
         let id = decision_id(&request, now, Some(&loaded));
 

@@ -26,6 +26,7 @@ fn loaded(mode: &str) -> Rc<Loaded> {
     });
     Rc::new(Loaded::new(
         Config::from_json(config.to_string().as_bytes()).unwrap(),
+        Rc::new(palisade_core::ratelimit::store::MemoryStore::default()),
     ))
 }
 

@@ -7,6 +7,7 @@
 use crate::host::{Flow, Host, LocalReply, LogLevel};
 use crate::stream::{Loaded, Stream};
 use palisade_core::config::Config;
+use palisade_core::ratelimit::store::{CasMismatch, SharedStore};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
@@ -82,6 +83,24 @@ impl Host for ProxyWasmHost {
     }
 }
 
+/// Envoy's shared data (one space for all workers of the process).
+struct HostSharedData;
+
+impl SharedStore for HostSharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        // An empty value comes back as no bytes, but with its CAS token.
+        match hostcalls::get_shared_data(key) {
+            Ok((value, Some(cas))) => Some((value.unwrap_or_default(), cas)),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
+        let cas = if cas == 0 { None } else { Some(cas) };
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|_| CasMismatch)
+    }
+}
+
 /// Root context: loads the configuration, hands it to new streams.
 struct PalisadeRoot {
     loaded: Option<Rc<Loaded>>,
@@ -128,7 +147,7 @@ impl RootContext for PalisadeRoot {
                         config.policy.revision.get(..16).unwrap_or_default()
                     ),
                 );
-                self.loaded = Some(Rc::new(Loaded::new(config)));
+                self.loaded = Some(Rc::new(Loaded::new(config, Rc::new(HostSharedData))));
                 true
             }
             Err(e) => {

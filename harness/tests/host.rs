@@ -160,6 +160,9 @@ const COUNTING_GUEST: &str = r#"
 fn vms_share_data_like_envoy_workers() {
     let module = FilterModule::from_bytes(COUNTING_GUEST.as_bytes()).unwrap();
     let shared = SharedSpace::new();
+    // Envoy cannot create a key atomically, so the counter exists first;
+    // every update after that goes through compare-and-swap.
+    shared.set("count", 0u32.to_le_bytes().to_vec(), 0);
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (module, shared) = (module.clone(), shared.clone());

@@ -67,6 +67,11 @@ impl Envoy {
     /// Starts Envoy in front of the upstream at `upstream_port`, with one
     /// Palisade-filtered listener per entry, and waits until it is ready.
     pub fn start(upstream_port: u16, listeners: &[Listener]) -> Envoy {
+        Envoy::start_with_workers(upstream_port, listeners, 1)
+    }
+
+    /// As [`Envoy::start`], with `workers` worker threads (one Wasm VM each).
+    pub fn start_with_workers(upstream_port: u16, listeners: &[Listener], workers: u32) -> Envoy {
         let dir = std::env::temp_dir().join(format!(
             "palisade-e2e-{}-{}",
             std::process::id(),
@@ -96,12 +101,19 @@ impl Envoy {
             .arg(envoy.dir.join("bootstrap.json"))
             .arg("--admin-address-path")
             .arg(envoy.dir.join("admin.txt"))
-            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+            .args(["--disable-hot-restart", "-l", "info", "--concurrency"])
+            .arg(workers.to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start Envoy");
         envoy.wait_ready();
+        assert_eq!(
+            envoy.stat("listener_manager.lds.update_rejected"),
+            0,
+            "Envoy rejected the listeners; its log:\n{}",
+            envoy.log()
+        );
         envoy
     }
 

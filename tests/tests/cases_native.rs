@@ -4,11 +4,13 @@
 
 use palisade_core::config::Config;
 use palisade_core::gate::Decision;
+use palisade_core::ratelimit::{limits::Limits, store::MemoryStore};
 use palisade_core::request::{Headers, Request};
 use palisade_core::token::cache::TokenCache;
 use palisade_filter::reply;
 use palisade_tests::cases::Observed;
 use palisade_tests::{all_cases, demo_config, keys, repro};
+use std::rc::Rc;
 use std::time::Duration;
 
 const NOW: u64 = 1_700_000_000;
@@ -40,7 +42,8 @@ fn shared_cases_hold_natively() {
             ..Request::default()
         };
         let mut cache = TokenCache::new(16);
-        let evaluation = config.decide(&request, Duration::from_secs(NOW), &mut cache);
+        let limits = Limits::new(&config.rate_limits, Rc::new(MemoryStore::default()));
+        let evaluation = config.decide(&request, Duration::from_secs(NOW), &mut cache, &limits);
         let seen = match &evaluation.decision {
             Decision::Allow(_) => Observed {
                 status: 200,

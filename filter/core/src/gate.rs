@@ -7,6 +7,7 @@
 use crate::config::{Config, Mode};
 use crate::decision::{self, AllowDirectives, DenyReason, PolicyVerdict, ReplyOverrides};
 use crate::input;
+use crate::ratelimit::limits::{LimitDenial, Limits};
 use crate::request::Request;
 use crate::token::cache::{cache_key, TokenCache};
 use crate::token::extract::find_token;
@@ -43,7 +44,7 @@ pub struct Denial {
     pub reply: ReplyOverrides,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DenialKind {
     /// A token was presented and failed verification. The policy was not evaluated.
     InvalidToken(TokenError),
@@ -51,6 +52,8 @@ pub enum DenialKind {
     Unauthenticated,
     /// The policy (or its failure) refused an authenticated or anonymous request.
     Forbidden,
+    /// A rate limit refused it (page size, suspension, rate). The policy was not evaluated.
+    Limited(LimitDenial),
 }
 
 impl Evaluation {
@@ -69,8 +72,15 @@ impl Evaluation {
 }
 
 impl Config {
-    /// Decides on `request` at time `now` (since the Unix epoch).
-    pub fn decide(&self, request: &Request, now: Duration, cache: &mut TokenCache) -> Evaluation {
+    /// Decides on `request` at time `now` (since the Unix epoch), counting it
+    /// against `limits` (this VM's limit state for this configuration).
+    pub fn decide(
+        &self,
+        request: &Request,
+        now: Duration,
+        cache: &mut TokenCache,
+        limits: &Limits,
+    ) -> Evaluation {
         let enforced = self.mode == Mode::Enforce;
         let token = match self.authenticate(request, now, cache) {
             Ok(token) => token,
@@ -87,7 +97,22 @@ impl Config {
                 }
             }
         };
-        let input = input::build(request, token.as_deref());
+        let usage = match limits.check(request, token.as_deref(), now) {
+            Ok(usage) => usage,
+            Err(limited) => {
+                return Evaluation {
+                    decision: Decision::Deny(Denial {
+                        reason: limited.reason(),
+                        detail: format!("{limited:?}"),
+                        kind: DenialKind::Limited(limited),
+                        reply: ReplyOverrides::default(),
+                    }),
+                    token,
+                    enforced,
+                }
+            }
+        };
+        let input = input::build(request, token.as_deref(), Some(usage));
         let decision = match decision::interpret(self.policy.evaluate(input)) {
             PolicyVerdict::Allow(directives) => Decision::Allow(directives),
             PolicyVerdict::Deny(denial) => Decision::Deny(Denial {

@@ -24,12 +24,23 @@ fn request(auth: Option<&str>, path: &str) -> Request {
 }
 
 fn decide(config: &Config, auth: Option<&str>, path: &str) -> Evaluation {
-    config.decide(&request(auth, path), NOW, &mut TokenCache::new(16))
+    config.decide(
+        &request(auth, path),
+        NOW,
+        &mut TokenCache::new(16),
+        &no_limits(),
+    )
+}
+
+fn no_limits() -> crate::ratelimit::limits::Limits {
+    crate::ratelimit::limits::Limits::none(std::rc::Rc::new(
+        crate::ratelimit::store::MemoryStore::default(),
+    ))
 }
 
 fn kind(e: &Evaluation) -> Option<DenialKind> {
     match &e.decision {
-        Decision::Deny(d) => Some(d.kind),
+        Decision::Deny(d) => Some(d.kind.clone()),
         Decision::Allow(_) => None,
     }
 }
@@ -108,22 +119,25 @@ fn verified_tokens_are_cached_until_exp() {
         .unwrap();
     let r = request(Some(&format!("Bearer {token}")), "/api");
     let mut cache = TokenCache::new(16);
-    assert_eq!(c.decide(&r, NOW, &mut cache).reason(), "allowed");
+    assert_eq!(
+        c.decide(&r, NOW, &mut cache, &no_limits()).reason(),
+        "allowed"
+    );
     assert_eq!(cache.len(), 1);
     assert_eq!(
-        c.decide(&r, NOW + Duration::from_secs(30), &mut cache)
+        c.decide(&r, NOW + Duration::from_secs(30), &mut cache, &no_limits())
             .reason(),
         "allowed"
     );
     // At exp the entry is dropped; within leeway the token re-verifies but is not re-cached.
     assert_eq!(
-        c.decide(&r, NOW + Duration::from_secs(60), &mut cache)
+        c.decide(&r, NOW + Duration::from_secs(60), &mut cache, &no_limits())
             .reason(),
         "allowed"
     );
     assert!(cache.is_empty());
     assert_eq!(
-        c.decide(&r, NOW + Duration::from_secs(90), &mut cache)
+        c.decide(&r, NOW + Duration::from_secs(90), &mut cache, &no_limits())
             .reason(),
         "token_expired"
     );
@@ -137,9 +151,12 @@ fn a_cached_token_still_expires() {
         .unwrap();
     let r = request(Some(&format!("Bearer {token}")), "/api");
     let mut cache = TokenCache::new(16);
-    c.decide(&r, NOW, &mut cache);
+    c.decide(&r, NOW, &mut cache, &no_limits());
     let later = NOW + Duration::from_secs(60 + 30);
-    assert_eq!(c.decide(&r, later, &mut cache).reason(), "token_expired");
+    assert_eq!(
+        c.decide(&r, later, &mut cache, &no_limits()).reason(),
+        "token_expired"
+    );
 }
 
 #[test]

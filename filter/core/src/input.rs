@@ -9,6 +9,7 @@
 //! input.parsed_path    ["api", "v1", "customers"]
 //! input.parsed_query   {"limit": ["10"]}
 //! input.token          {provider, from_header, header, payload}  (verified tokens only)
+//! input.usage          {<rate limit>: {identity, requests, records}}  (limits covering the request)
 //! input.version        {"encoding": "protojson", "ext_authz": "v3"}
 //! ```
 //!
@@ -19,8 +20,9 @@ use crate::token::verify::VerifiedToken;
 use regorus::Value;
 use std::collections::BTreeMap;
 
-/// Builds `input` for one request.
-pub fn build(request: &Request, token: Option<&VerifiedToken>) -> Value {
+/// Builds `input` for one request; `usage` is the caller's standing against
+/// the rate limits that cover this request (`input.usage`).
+pub fn build(request: &Request, token: Option<&VerifiedToken>, usage: Option<Value>) -> Value {
     let headers = &request.headers;
     let text = |name: &str| headers.first(name).map(lossy).unwrap_or_default();
     let path = text(":path");
@@ -84,6 +86,9 @@ pub fn build(request: &Request, token: Option<&VerifiedToken>) -> Value {
     ];
     if let Some(token) = token {
         input.push(("token", token.document.clone()));
+    }
+    if let Some(usage) = usage {
+        input.push(("usage", usage));
     }
     object(input)
 }

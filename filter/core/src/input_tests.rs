@@ -32,6 +32,7 @@ fn has_the_opa_envoy_shape() {
             &[(b"X-Team", b"data")],
         ),
         None,
+        None,
     ));
     let http = &input["attributes"]["request"]["http"];
     assert_eq!(http["method"], "GET");
@@ -63,6 +64,14 @@ fn has_the_opa_envoy_shape() {
         json!({"encoding": "protojson", "ext_authz": "v3"})
     );
     assert!(input.get("token").is_none());
+    assert!(input.get("usage").is_none());
+}
+
+#[test]
+fn usage_is_given_to_the_policy() {
+    let usage = Value::from(serde_json::json!({"bulk": {"identity": "sub=alice"}}));
+    let input = json_of(&build(&request("/", &[]), None, Some(usage)));
+    assert_eq!(input["usage"]["bulk"]["identity"], "sub=alice");
 }
 
 #[test]
@@ -71,7 +80,7 @@ fn repeated_headers_are_joined_and_non_utf8_is_replaced() {
         "/",
         &[(b"x-a", b"1"), (b"x-a", b"2"), (b"x-bin", b"\xff\xfeok")],
     );
-    let input = json_of(&build(&r, None));
+    let input = json_of(&build(&r, None, None));
     let headers = &input["attributes"]["request"]["http"]["headers"];
     assert_eq!(headers["x-a"], "1,2");
     assert_eq!(headers["x-bin"], "\u{fffd}\u{fffd}ok");
@@ -88,7 +97,7 @@ fn parsed_path_follows_opa_envoy() {
     ];
     for (path, expected) in cases {
         assert_eq!(
-            json_of(&build(&request(path, &[]), None))["parsed_path"],
+            json_of(&build(&request(path, &[]), None, None))["parsed_path"],
             expected,
             "{path}"
         );
@@ -97,7 +106,11 @@ fn parsed_path_follows_opa_envoy() {
 
 #[test]
 fn parsed_query_follows_go_parse_query() {
-    let input = json_of(&build(&request("/x?a=1+2&b=%41&c&&d=%zz&e=", &[]), None));
+    let input = json_of(&build(
+        &request("/x?a=1+2&b=%41&c&&d=%zz&e=", &[]),
+        None,
+        None,
+    ));
     assert_eq!(
         input["parsed_query"],
         json!({"a": ["1 2"], "b": ["A"], "c": [""], "e": [""]})
@@ -118,7 +131,7 @@ fn missing_connection_facts_are_simply_absent() {
     r.source_address = None;
     r.source_principal = None;
     r.id = None;
-    let input = json_of(&build(&r, None));
+    let input = json_of(&build(&r, None, None));
     assert_eq!(input["attributes"]["source"], json!({}));
     assert!(input["attributes"]["request"]["http"].get("id").is_none());
 }

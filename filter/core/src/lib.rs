@@ -14,7 +14,8 @@
 //!
 //! ```
 //! use palisade_core::{config::Config, request::{Headers, Request}, token::cache::TokenCache};
-//! use std::time::Duration;
+//! use palisade_core::ratelimit::{limits::Limits, store::MemoryStore};
+//! use std::{rc::Rc, time::Duration};
 //!
 //! let config = Config::from_json(br#"{
 //!   "policy": {
@@ -27,7 +28,8 @@
 //!     ..Request::default()
 //! };
 //! let mut cache = TokenCache::new(16);
-//! let evaluation = config.decide(&request, Duration::from_secs(1_700_000_000), &mut cache);
+//! let limits = Limits::new(&config.rate_limits, Rc::new(MemoryStore::default()));
+//! let evaluation = config.decide(&request, Duration::from_secs(1_700_000_000), &mut cache, &limits);
 //! assert_eq!(evaluation.reason(), "allowed");
 //! ```
 #![forbid(unsafe_code)]
@@ -41,6 +43,8 @@ pub mod jwks;
 #[cfg(feature = "mint")]
 pub mod mint;
 pub mod policy;
+pub mod ratelimit;
+pub mod records;
 pub mod request;
 pub mod strict_json;
 #[cfg(test)]

@@ -96,7 +96,9 @@ impl SharedSpace {
     /// Writes `value`; a non-zero `cas` must match the current token.
     pub fn set(&self, key: &str, value: Vec<u8>, cas: u32) -> SetResult {
         let mut d = lock(&self.data);
-        if cas != 0 && d.entries.get(key).map(|(_, c)| *c) != Some(cas) {
+        // Envoy checks the token only against an existing key: a write to a
+        // missing key always succeeds, whatever token it carries.
+        if cas != 0 && d.entries.get(key).is_some_and(|(_, c)| *c != cas) {
             return SetResult::CasMismatch;
         }
         d.next_cas = d.next_cas.wrapping_add(1).max(1);
@@ -246,8 +248,8 @@ mod tests {
         assert_eq!(s.get("k").unwrap().0, b"2");
         assert_eq!(
             s.set("new", b"x".to_vec(), 7),
-            SetResult::CasMismatch,
-            "cas on a missing key"
+            SetResult::Ok,
+            "as in Envoy, a write to a missing key succeeds whatever its token"
         );
     }
 

@@ -10,6 +10,7 @@ pub mod raw;
 use crate::algorithm::Alg;
 use crate::jwks;
 use crate::policy::Policy;
+use crate::ratelimit::rule::Rule;
 use crate::token::cache::DEFAULT_CAPACITY;
 use crate::token::extract::HeaderSource;
 use crate::token::verify::Provider;
@@ -29,6 +30,8 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub policy: Policy,
     pub token_cache_capacity: usize,
+    /// Per-identity limits, in configuration order.
+    pub rate_limits: Vec<Rule>,
     /// Things that loaded but deserve a log line (e.g. skipped JWKs).
     pub warnings: Vec<String>,
 }
@@ -113,11 +116,31 @@ impl Config {
                 ))
             }
         };
+        let mut rate_limits: Vec<Rule> = Vec::new();
+        for (i, raw_rule) in raw.rate_limits.iter().enumerate() {
+            let path = format!("rate_limits[{i}]");
+            let rule = Rule::compile(raw_rule, &path).map_err(ConfigError)?;
+            if rate_limits.iter().any(|r| r.name == rule.name) {
+                return Err(err(
+                    format!("{path}.name"),
+                    format!("duplicate rate limit name `{}`", rule.name),
+                ));
+            }
+            if rule.records.is_some() {
+                // Refuse rather than accept a budget that would not be enforced.
+                return Err(err(
+                    format!("{path}.records"),
+                    "record budgets are not enforced by this build yet; remove `records` or upgrade",
+                ));
+            }
+            rate_limits.push(rule);
+        }
         Ok(Config {
             mode: raw.mode,
             providers,
             policy,
             token_cache_capacity,
+            rate_limits,
             warnings,
         })
     }

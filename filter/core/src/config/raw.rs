@@ -18,6 +18,76 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     #[serde(default)]
     pub token_cache: Option<RawTokenCache>,
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+}
+
+/// A per-identity limit on matching requests (public API, see the README).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    /// The claim naming the caller; anonymous callers are keyed by peer address.
+    #[serde(default = "default_key")]
+    pub key: String,
+    #[serde(default)]
+    pub requests: Option<RawRequests>,
+    #[serde(default)]
+    pub records: Option<RawRecords>,
+    #[serde(default)]
+    pub max_page_size: Option<RawPageSize>,
+    #[serde(default)]
+    pub suspend_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub path_prefix: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequests {
+    pub limit: u32,
+    pub period_seconds: u64,
+    #[serde(default)]
+    pub burst: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecords {
+    pub limit: u64,
+    pub period_seconds: u64,
+    pub count: RawCount,
+}
+
+/// How records are counted in a response.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum RawCount {
+    /// JSON pointer to the array of records; `""` is the body itself.
+    JsonArray(String),
+    /// Newline-delimited JSON: one record per line.
+    Ndjson(bool),
+    /// A count the upstream reports in this response header.
+    Header(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPageSize {
+    pub param: String,
+    pub max: u64,
+}
+
+fn default_key() -> String {
+    "sub".into()
 }
 
 /// `enforce` applies denials; `dry_run` computes and logs them but forwards the request.

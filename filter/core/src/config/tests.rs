@@ -229,3 +229,38 @@ fn multi_word_scheme_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn rate_limits_load_strictly() {
+    let mut j = base();
+    j["rate_limits"] = json!([{
+        "name": "bulk",
+        "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
+        "requests": {"limit": 60, "period_seconds": 60, "burst": 10},
+        "max_page_size": {"param": "limit", "max": 500},
+        "suspend_seconds": 900
+    }]);
+    let c = Config::from_json(j.to_string().as_bytes()).unwrap();
+    assert_eq!(c.rate_limits.len(), 1);
+    assert_eq!(c.rate_limits[0].key_claim, "sub");
+
+    let mut typo = j.clone();
+    typo["rate_limits"][0]["requests"]["limits"] = json!(5);
+    assert!(load_err(&typo).starts_with("rate_limits[0].requests.limits: unknown field"));
+
+    let mut dup = j.clone();
+    let again = dup["rate_limits"][0].clone();
+    dup["rate_limits"].as_array_mut().unwrap().push(again);
+    assert!(load_err(&dup).starts_with("rate_limits[1].name: duplicate"));
+}
+
+#[test]
+fn record_budgets_are_refused_until_enforced() {
+    let mut j = base();
+    j["rate_limits"] = json!([{
+        "name": "bulk",
+        "match": {"path_prefix": "/api/v1/customers"},
+        "records": {"limit": 10000, "period_seconds": 300, "count": {"json_array": "/items"}}
+    }]);
+    assert!(load_err(&j).starts_with("rate_limits[0].records: record budgets are not enforced"));
+}

@@ -1,0 +1,124 @@
+use super::*;
+use crate::config::raw::RawRateLimit;
+use crate::ratelimit::store::MemoryStore;
+use crate::request::Headers;
+
+const T0: u64 = 1_700_000_000;
+
+fn rule(json: serde_json::Value) -> Rule {
+    let raw: RawRateLimit = serde_json::from_value(json).unwrap();
+    Rule::compile(&raw, "rate_limits[0]").unwrap()
+}
+
+fn bulk() -> Rule {
+    rule(serde_json::json!({
+        "name": "bulk",
+        "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
+        "requests": {"limit": 5, "period_seconds": 60, "burst": 2},
+        "max_page_size": {"param": "limit", "max": 500},
+        "suspend_seconds": 900,
+    }))
+}
+
+fn get(path: &str, peer: &str) -> Request {
+    Request {
+        headers: Headers::from_pairs([
+            (b":method".to_vec(), b"GET".to_vec()),
+            (b":path".to_vec(), path.as_bytes().to_vec()),
+        ]),
+        source_address: Some(peer.into()),
+        ..Request::default()
+    }
+}
+
+fn at(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+#[test]
+fn unmatched_requests_pass_untouched() {
+    let limits = Limits::new(&[bulk()], Rc::new(MemoryStore::default()));
+    for _ in 0..10 {
+        assert!(limits
+            .check(&get("/api/v1/orders", "1.1.1.1:1"), None, at(T0))
+            .is_ok());
+    }
+}
+
+#[test]
+fn page_size_is_checked_before_counting() {
+    let limits = Limits::new(&[bulk()], Rc::new(MemoryStore::default()));
+    let denial = limits
+        .check(
+            &get("/api/v1/customers?limit=100000", "1.1.1.1:1"),
+            None,
+            at(T0),
+        )
+        .unwrap_err();
+    assert_eq!(denial.reason(), "page_size");
+}
+
+#[test]
+fn over_the_rate_is_limited_with_retry_after() {
+    let limits = Limits::new(&[bulk()], Rc::new(MemoryStore::default()));
+    let r = get("/api/v1/customers", "1.1.1.1:1");
+    assert!(limits.check(&r, None, at(T0)).is_ok());
+    assert!(limits.check(&r, None, at(T0)).is_ok());
+    match limits.check(&r, None, at(T0)).unwrap_err() {
+        LimitDenial::RateLimited {
+            retry_after, limit, ..
+        } => {
+            assert_eq!(limit, 5);
+            assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(12));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        limits
+            .check(&get("/api/v1/customers", "2.2.2.2:1"), None, at(T0))
+            .is_ok(),
+        "others unaffected"
+    );
+}
+
+#[test]
+fn hammering_past_the_limit_suspends_on_every_covered_route() {
+    let limits = Limits::new(&[bulk()], Rc::new(MemoryStore::default()));
+    let r = get("/api/v1/customers", "6.6.6.6:1");
+    let reasons: Vec<&str> = (0..12)
+        .map(|_| {
+            limits
+                .check(&r, None, at(T0))
+                .err()
+                .map_or("ok", |d| d.reason())
+        })
+        .collect();
+    assert_eq!(&reasons[..2], ["ok", "ok"]);
+    assert!(
+        reasons[2..7].iter().all(|r| *r == "rate_limited"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[7..].iter().all(|r| *r == "suspended"),
+        "{reasons:?}"
+    );
+    let one = get("/api/v1/customers/42", "6.6.6.6:1");
+    assert_eq!(
+        limits.check(&one, None, at(T0 + 600)).unwrap_err().reason(),
+        "suspended"
+    );
+    assert!(
+        limits.check(&one, None, at(T0 + 900)).is_ok(),
+        "the suspension ends"
+    );
+}
+
+#[test]
+fn usage_is_reported_for_the_policy() {
+    let limits = Limits::new(&[bulk()], Rc::new(MemoryStore::default()));
+    let usage = limits
+        .check(&get("/api/v1/customers", "1.1.1.1:1"), None, at(T0))
+        .unwrap();
+    assert_eq!(usage["bulk"]["identity"], Value::from("peer=1.1.1.1"));
+    assert_eq!(usage["bulk"]["requests"]["limit"], Value::from(5u32));
+}

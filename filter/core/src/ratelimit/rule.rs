@@ -1,0 +1,276 @@
+//! A compiled rate-limit rule: which requests it covers, whom it keys on,
+//! and its request, record and page-size limits.
+
+use crate::config::raw::{RawCount, RawRateLimit};
+use crate::request::Request;
+use crate::token::verify::VerifiedToken;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// How a response's records are counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountSpec {
+    JsonArray(String),
+    Ndjson,
+    /// Trusted only from the upstream's response headers.
+    Header(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestQuota {
+    pub limit: NonZeroU32,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBudget {
+    pub limit: u64,
+    pub period: Duration,
+    pub count: CountSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSize {
+    pub param: String,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub path_prefix: String,
+    /// Upper-case methods; empty means every method.
+    pub methods: Vec<String>,
+    pub key_claim: String,
+    pub requests: Option<RequestQuota>,
+    pub records: Option<RecordBudget>,
+    pub page: Option<PageSize>,
+    pub suspend: Option<Duration>,
+}
+
+/// Longest period or suspension a rule may ask for (30 days).
+pub const MAX_PERIOD_SECONDS: u64 = 30 * 24 * 3600;
+
+impl Rule {
+    /// Validates one entry of `rate_limits`; errors name the field under `path`.
+    pub fn compile(raw: &RawRateLimit, path: &str) -> Result<Rule, String> {
+        let name_ok = !raw.name.is_empty()
+            && raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(format!("{path}.name: use letters, digits, '-' and '_'"));
+        }
+        let prefix = &raw.matcher.path_prefix;
+        if !prefix.starts_with('/') || prefix.contains('?') {
+            return Err(format!(
+                "{path}.match.path_prefix: must start with '/' and hold no query"
+            ));
+        }
+        let mut methods = Vec::new();
+        for (i, m) in raw.matcher.methods.iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(format!(
+                    "{path}.match.methods[{i}]: `{m}` is not an HTTP method"
+                ));
+            }
+            methods.push(m.to_ascii_uppercase());
+        }
+        if raw.key.is_empty() {
+            return Err(format!("{path}.key: must name a claim, e.g. `sub`"));
+        }
+        let period = |secs: u64, field: &str| {
+            if secs == 0 || secs > MAX_PERIOD_SECONDS {
+                Err(format!(
+                    "{path}.{field}: must be between 1 and {MAX_PERIOD_SECONDS}"
+                ))
+            } else {
+                Ok(Duration::from_secs(secs))
+            }
+        };
+        let requests = match &raw.requests {
+            None => None,
+            Some(r) => Some(RequestQuota {
+                limit: NonZeroU32::new(r.limit)
+                    .ok_or_else(|| format!("{path}.requests.limit: must be positive"))?,
+                period: period(r.period_seconds, "requests.period_seconds")?,
+                burst: r.burst,
+            }),
+        };
+        let records = match &raw.records {
+            None => None,
+            Some(r) => {
+                if r.limit == 0 {
+                    return Err(format!("{path}.records.limit: must be positive"));
+                }
+                let count = match &r.count {
+                    RawCount::JsonArray(p) if p.is_empty() || p.starts_with('/') => {
+                        CountSpec::JsonArray(p.clone())
+                    }
+                    RawCount::JsonArray(p) => {
+                        return Err(format!(
+                            "{path}.records.count.json_array: `{p}` is not a JSON pointer"
+                        ))
+                    }
+                    RawCount::Ndjson(true) => CountSpec::Ndjson,
+                    RawCount::Ndjson(false) => {
+                        return Err(format!("{path}.records.count.ndjson: must be true"))
+                    }
+                    RawCount::Header(h) if !h.is_empty() => {
+                        CountSpec::Header(h.to_ascii_lowercase())
+                    }
+                    RawCount::Header(_) => {
+                        return Err(format!("{path}.records.count.header: must name a header"))
+                    }
+                };
+                Some(RecordBudget {
+                    limit: r.limit,
+                    period: period(r.period_seconds, "records.period_seconds")?,
+                    count,
+                })
+            }
+        };
+        let page = match &raw.max_page_size {
+            None => None,
+            Some(p) if p.param.is_empty() || p.max == 0 => {
+                return Err(format!(
+                    "{path}.max_page_size: needs a `param` and a positive `max`"
+                ))
+            }
+            Some(p) => Some(PageSize {
+                param: p.param.clone(),
+                max: p.max,
+            }),
+        };
+        if requests.is_none() && records.is_none() && page.is_none() {
+            return Err(format!(
+                "{path}: sets no limit (requests, records or max_page_size)"
+            ));
+        }
+        let suspend = match raw.suspend_seconds {
+            0 => None,
+            s => Some(period(s, "suspend_seconds")?),
+        };
+        Ok(Rule {
+            name: raw.name.clone(),
+            path_prefix: prefix.clone(),
+            methods,
+            key_claim: raw.key.clone(),
+            requests,
+            records,
+            page,
+            suspend,
+        })
+    }
+
+    /// True if this rule covers `method` on `path` (query ignored). The
+    /// prefix matches whole segments: `/api/v1/customers` covers
+    /// `/api/v1/customers/42` but not `/api/v1/customersX`.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or_default();
+        let prefix = self.path_prefix.trim_end_matches('/');
+        let covered = path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+            || prefix.is_empty();
+        covered && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+
+    /// Whom to count: the configured claim of a verified token, else the
+    /// peer's address (without port).
+    pub fn identity(&self, request: &Request, token: Option<&VerifiedToken>) -> String {
+        if let Some(value) = token
+            .and_then(|t| t.payload.get(&self.key_claim))
+            .and_then(|v| v.as_str())
+        {
+            return format!("{}={value}", self.key_claim);
+        }
+        let peer = request.source_address.as_deref().unwrap_or("unknown");
+        let ip = match peer.rsplit_once(':') {
+            Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip,
+            _ => peer,
+        };
+        format!("peer={}", ip.trim_start_matches('[').trim_end_matches(']'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::{RawMatch, RawPageSize, RawRequests};
+
+    fn raw() -> RawRateLimit {
+        RawRateLimit {
+            name: "bulk".into(),
+            matcher: RawMatch {
+                path_prefix: "/api/v1/customers".into(),
+                methods: vec!["get".into()],
+            },
+            key: "sub".into(),
+            requests: Some(RawRequests {
+                limit: 60,
+                period_seconds: 60,
+                burst: 10,
+            }),
+            records: None,
+            max_page_size: Some(RawPageSize {
+                param: "limit".into(),
+                max: 500,
+            }),
+            suspend_seconds: 900,
+        }
+    }
+
+    #[test]
+    fn matches_whole_segments_and_methods() {
+        let r = Rule::compile(&raw(), "rate_limits[0]").unwrap();
+        assert!(r.matches("GET", "/api/v1/customers"));
+        assert!(r.matches("GET", "/api/v1/customers/42?x=1"));
+        assert!(r.matches("GET", "/api/v1/customers?limit=5"));
+        assert!(!r.matches("GET", "/api/v1/customersX"));
+        assert!(!r.matches("POST", "/api/v1/customers"));
+        assert!(!r.matches("GET", "/api/v1/orders"));
+    }
+
+    #[test]
+    fn invalid_rules_name_their_field() {
+        let mut r = raw();
+        r.requests = Some(RawRequests {
+            limit: 0,
+            period_seconds: 60,
+            burst: 0,
+        });
+        assert!(Rule::compile(&r, "rate_limits[0]")
+            .unwrap_err()
+            .starts_with("rate_limits[0].requests.limit"));
+        let mut r = raw();
+        r.matcher.path_prefix = "api".into();
+        assert!(Rule::compile(&r, "rate_limits[0]")
+            .unwrap_err()
+            .starts_with("rate_limits[0].match.path_prefix"));
+        let mut r = raw();
+        r.requests = None;
+        r.max_page_size = None;
+        assert!(Rule::compile(&r, "rate_limits[0]")
+            .unwrap_err()
+            .contains("sets no limit"));
+    }
+
+    #[test]
+    fn identity_is_the_claim_or_the_peer() {
+        let r = Rule::compile(&raw(), "r").unwrap();
+        let req = Request {
+            source_address: Some("10.0.0.7:5555".into()),
+            ..Request::default()
+        };
+        assert_eq!(r.identity(&req, None), "peer=10.0.0.7");
+        let req6 = Request {
+            source_address: Some("[::1]:5555".into()),
+            ..Request::default()
+        };
+        assert_eq!(r.identity(&req6, None), "peer=::1");
+    }
+}

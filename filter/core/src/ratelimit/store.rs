@@ -1,0 +1,145 @@
+//! Host shared data, as the rate limiter sees it: bytes under a key, with a
+//! compare-and-swap token, shared by every VM (worker) of one Envoy.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// A write lost a race: the value changed since it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasMismatch;
+
+/// Shared data with Envoy's semantics: `set` with a non-zero `cas` succeeds
+/// only if the value still has that token; `cas = 0` writes unconditionally.
+pub trait SharedStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch>;
+}
+
+/// An in-memory store for tests, with the same CAS rules.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    next: RefCell<u32>,
+    /// Writes to fail with a CAS mismatch before succeeding (contention tests).
+    pub fail_next_writes: RefCell<u32>,
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.borrow().get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
+        {
+            let mut failing = self.fail_next_writes.borrow_mut();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(CasMismatch);
+            }
+        }
+        let mut entries = self.entries.borrow_mut();
+        // As in Envoy: the token is checked only against an existing key.
+        if cas != 0 && entries.get(key).is_some_and(|(_, c)| *c != cas) {
+            return Err(CasMismatch);
+        }
+        let mut next = self.next.borrow_mut();
+        *next = next.wrapping_add(1).max(1);
+        entries.insert(key.to_owned(), (value.to_vec(), *next));
+        Ok(())
+    }
+}
+
+impl<T: SharedStore + ?Sized> SharedStore for &T {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
+        (**self).set(key, value, cas)
+    }
+}
+
+impl<T: SharedStore + ?Sized> SharedStore for std::rc::Rc<T> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
+        (**self).set(key, value, cas)
+    }
+}
+
+/// Adds `n` to a counter that restarts every `window` seconds (windows are
+/// aligned to the epoch) and returns the new total, or `None` if shared data
+/// was too contended to update (callers fail closed).
+pub fn add_in_window<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    window: u64,
+    now_secs: u64,
+    n: u64,
+) -> Option<u64> {
+    let start = now_secs - now_secs % window.max(1);
+    for _ in 0..super::gcra::MAX_CAS_ATTEMPTS {
+        let Some((bytes, cas)) = store.get(key) else {
+            // Create the key without state first; see `gcra`.
+            let _ = store.set(key, &[], 0);
+            continue;
+        };
+        let stored_start = bytes.get(..8).and_then(read_u64);
+        let stored = bytes.get(8..).and_then(read_u64).unwrap_or(0);
+        let count = if stored_start == Some(start) {
+            stored
+        } else {
+            0
+        };
+        let total = count.saturating_add(n);
+        let mut value = start.to_le_bytes().to_vec();
+        value.extend(total.to_le_bytes());
+        if store.set(key, &value, cas).is_ok() {
+            return Some(total);
+        }
+    }
+    None
+}
+
+/// The count in the current window (0 if none).
+pub fn read_in_window<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    window: u64,
+    now_secs: u64,
+) -> u64 {
+    let start = now_secs - now_secs % window.max(1);
+    match store.get(key) {
+        Some((bytes, _)) if bytes.get(..8).and_then(read_u64) == Some(start) => {
+            bytes.get(8..).and_then(read_u64).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// A `u64` stored as 8 little-endian bytes.
+pub fn read_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counter_adds_and_restarts() {
+        let s = MemoryStore::default();
+        assert_eq!(add_in_window(&s, "k", 300, 1_000, 2), Some(2));
+        assert_eq!(add_in_window(&s, "k", 300, 1_199, 3), Some(5));
+        assert_eq!(read_in_window(&s, "k", 300, 1_199), 5);
+        assert_eq!(add_in_window(&s, "k", 300, 1_200, 1), Some(1), "new window");
+        assert_eq!(read_in_window(&s, "k", 300, 1_000), 0, "other window");
+    }
+
+    #[test]
+    fn window_counter_gives_up_under_contention() {
+        let s = MemoryStore::default();
+        *s.fail_next_writes.borrow_mut() = 1_000;
+        assert_eq!(add_in_window(&s, "k", 60, 0, 1), None);
+    }
+}
