@@ -51,6 +51,27 @@ pub fn line(
     format!("{PREFIX}{record}")
 }
 
+/// The line recording how many records a response returned under a budget,
+/// and whether it was cut there (`truncated`).
+pub fn records_line(
+    decision_id: &str,
+    now: Duration,
+    meter: &palisade_core::ratelimit::meter::ResponseMeter,
+    status: Option<u16>,
+) -> String {
+    let record = json!({
+        "decision_id": decision_id,
+        "timestamp": rfc3339(now),
+        "event": "records",
+        "rate_limit": meter.rule,
+        "identity": meter.identity,
+        "records": meter.records(),
+        "truncated": meter.truncated(),
+        "http_status": status,
+    });
+    format!("{PREFIX}{record}")
+}
+
 /// The line for a request refused before any decision (503): no
 /// configuration, or a host failure.
 pub fn refusal_line(

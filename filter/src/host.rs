@@ -45,6 +45,13 @@ pub trait Host {
     fn add_request_header(&self, name: &str, value: &str);
     fn remove_request_header(&self, name: &str);
     fn add_response_header(&self, name: &str, value: &str);
+    /// A response header (name lowercase), as the upstream sent it.
+    fn response_header(&self, name: &str) -> Option<Vec<u8>>;
+    fn remove_response_header(&self, name: &str);
+    /// The current response body chunk (`size` bytes).
+    fn response_body(&self, size: usize) -> Option<Vec<u8>>;
+    /// Replaces the current response body chunk (`size` bytes) with `bytes`.
+    fn replace_response_body(&self, size: usize, bytes: &[u8]);
     fn send_local_reply(&self, reply: &LocalReply);
     fn log(&self, level: LogLevel, message: &str);
 }

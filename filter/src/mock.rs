@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct MockHost {
     pub request_headers: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
     pub response_headers: RefCell<Vec<(String, String)>>,
+    /// The response body chunk being processed.
+    pub response_chunk: RefCell<Vec<u8>>,
     pub properties: BTreeMap<String, Vec<u8>>,
     pub now: Duration,
     pub reply: RefCell<Option<LocalReply>>,
@@ -92,6 +94,25 @@ impl Host for MockHost {
         self.response_headers
             .borrow_mut()
             .push((name.to_owned(), value.to_owned()));
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.response_headers
+            .borrow()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes().to_vec())
+    }
+    fn remove_response_header(&self, name: &str) {
+        self.response_headers
+            .borrow_mut()
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        let chunk = self.response_chunk.borrow();
+        chunk.get(..size.min(chunk.len())).map(<[u8]>::to_vec)
+    }
+    fn replace_response_body(&self, _size: usize, bytes: &[u8]) {
+        *self.response_chunk.borrow_mut() = bytes.to_vec();
     }
     fn send_local_reply(&self, reply: &LocalReply) {
         *self.reply.borrow_mut() = Some(reply.clone());

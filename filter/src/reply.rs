@@ -94,6 +94,13 @@ fn for_limit(limited: &LimitDenial, reason: &str, decision_id: &str) -> LocalRep
             headers.push(("retry-after".into(), "1".into()));
             (429, "too_many_requests", None)
         }
+        LimitDenial::RecordsExhausted { retry_after, .. } => {
+            headers.push((
+                "retry-after".into(),
+                retry_after.as_secs().max(1).to_string(),
+            ));
+            (429, "too_many_requests", None)
+        }
     };
     headers.push((DECISION_ID_HEADER.into(), decision_id.to_owned()));
     let mut body =
@@ -106,6 +113,19 @@ fn for_limit(limited: &LimitDenial, reason: &str, decision_id: &str) -> LocalRep
         headers,
         body: body.to_string(),
     }
+}
+
+/// The reply when an upstream reports more records than the budget allows
+/// (counted by header): 429, and the body never leaves.
+pub fn records_refused(rule: &str, decision_id: &str) -> LocalReply {
+    for_limit(
+        &LimitDenial::RecordsExhausted {
+            rule: rule.to_owned(),
+            retry_after: std::time::Duration::from_secs(1),
+        },
+        "records_exhausted",
+        decision_id,
+    )
 }
 
 /// The reply when Palisade cannot decide (no configuration, a host failure):

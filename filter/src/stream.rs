@@ -7,6 +7,7 @@ use crate::reply;
 use palisade_core::config::Config;
 use palisade_core::gate::Decision;
 use palisade_core::ratelimit::limits::Limits;
+use palisade_core::ratelimit::meter::{BodyAction, HeaderAction, ResponseMeter};
 use palisade_core::ratelimit::store::SharedStore;
 use palisade_core::request::{Headers, Request};
 use palisade_core::token::cache::TokenCache;
@@ -44,6 +45,9 @@ pub struct Stream {
     loaded: Option<Rc<Loaded>>,
     /// `response_headers_to_add` from an allowing decision, applied on the response.
     response_headers: Vec<(String, String)>,
+    /// Record budgets the response is counted against.
+    meters: Vec<ResponseMeter>,
+    decision_id: String,
 }
 
 impl Stream {
@@ -51,6 +55,8 @@ impl Stream {
         Stream {
             loaded,
             response_headers: Vec::new(),
+            meters: Vec::new(),
+            decision_id: String::new(),
         }
     }
 
@@ -116,6 +122,8 @@ impl Stream {
                 }
                 mark_upstream_request(host, &id);
                 self.response_headers = directives.response_headers_to_add.clone();
+                self.meters = evaluation.meters.clone();
+                self.decision_id = id.clone();
                 host.log(
                     LogLevel::Info,
                     &decision_log::line(&id, now, &request, &evaluation, None, &loaded.config),
@@ -125,10 +133,84 @@ impl Stream {
         }
     }
 
-    /// Adds the response headers an allowing decision asked for.
-    pub fn on_response_headers(&mut self, host: &impl Host) {
+    /// Adds the response headers an allowing decision asked for, and starts
+    /// metering record budgets (or refuses a response whose reported count
+    /// is over budget, before any of its body is sent).
+    pub fn on_response_headers(&mut self, host: &impl Host) -> Flow {
         for (name, value) in self.response_headers.drain(..) {
             host.add_response_header(&name, &value);
+        }
+        let (Some(loaded), Some(now)) = (self.loaded.clone(), host.now()) else {
+            return Flow::Continue;
+        };
+        let mut drop_length = false;
+        for meter in &mut self.meters {
+            let header = |name: &str| {
+                host.response_header(name)
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+            };
+            match meter.on_headers(header, loaded.limits.store(), now.as_secs()) {
+                HeaderAction::Continue => {}
+                HeaderAction::DropContentLength => drop_length = true,
+                HeaderAction::Refuse => {
+                    loaded.limits.budget_spent(meter, now);
+                    let reply = reply::records_refused(&meter.rule, &self.decision_id);
+                    host.log(
+                        LogLevel::Info,
+                        &decision_log::records_line(
+                            &self.decision_id,
+                            now,
+                            meter,
+                            Some(reply.status),
+                        ),
+                    );
+                    host.send_local_reply(&reply);
+                    self.meters.clear();
+                    return Flow::Stop;
+                }
+            }
+        }
+        if drop_length {
+            // The body may be cut at a record boundary: it must be chunked.
+            host.remove_response_header("content-length");
+        }
+        Flow::Continue
+    }
+
+    /// Meters one response body chunk, cutting it where a budget ends.
+    pub fn on_response_body(&mut self, host: &impl Host, size: usize, end_of_stream: bool) {
+        if self.meters.is_empty() {
+            return;
+        }
+        let (Some(loaded), Some(now)) = (self.loaded.clone(), host.now()) else {
+            return;
+        };
+        let Some(chunk) = host.response_body(size) else {
+            return;
+        };
+        let mut keep = chunk.len();
+        for meter in &mut self.meters {
+            let was_cut = meter.truncated();
+            if let BodyAction::Truncate(n) =
+                meter.on_body(&chunk, loaded.limits.store(), now.as_secs())
+            {
+                keep = keep.min(n);
+                if !was_cut {
+                    loaded.limits.budget_spent(meter, now);
+                }
+            }
+        }
+        if keep < chunk.len() {
+            host.replace_response_body(size, chunk.get(..keep).unwrap_or_default());
+        }
+        if end_of_stream {
+            for meter in &self.meters {
+                host.log(
+                    LogLevel::Info,
+                    &decision_log::records_line(&self.decision_id, now, meter, None),
+                );
+            }
+            self.meters.clear();
         }
     }
 }

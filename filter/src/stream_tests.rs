@@ -46,7 +46,7 @@ fn run(loaded: Option<Rc<Loaded>>, host: &MockHost) -> Flow {
     let mut stream = Stream::new(loaded);
     let flow = stream.on_request_headers(host);
     if flow == Flow::Continue {
-        stream.on_response_headers(host);
+        let _ = stream.on_response_headers(host);
     }
     flow
 }

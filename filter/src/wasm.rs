@@ -54,6 +54,27 @@ impl Host for ProxyWasmHost {
         let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
     }
 
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn remove_response_header(&self, name: &str) {
+        let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+    }
+
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
+            Ok(bytes) => Some(bytes.unwrap_or_default()),
+            Err(_) => None,
+        }
+    }
+
+    fn replace_response_body(&self, size: usize, bytes: &[u8]) {
+        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, bytes);
+    }
+
     fn send_local_reply(&self, reply: &LocalReply) {
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -192,7 +213,15 @@ impl HttpContext for PalisadeHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.stream.on_response_headers(&ProxyWasmHost);
+        match self.stream.on_response_headers(&ProxyWasmHost) {
+            Flow::Continue => Action::Continue,
+            Flow::Stop => Action::Pause,
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.stream
+            .on_response_body(&ProxyWasmHost, body_size, end_of_stream);
         Action::Continue
     }
 }

@@ -140,3 +140,102 @@ fn limits_hold_across_four_workers_and_suspend_the_hammering_identity() {
     );
     assert_ne!(r.status, 429);
 }
+
+/// The incident, replayed: a stolen export credential pages through the
+/// customer table as fast as it can, with the largest pages allowed, from
+/// four threads over a four-worker Envoy.
+#[test]
+fn incident_replay_stolen_credential_gets_at_most_the_record_budget() {
+    const BUDGET: u64 = 300;
+    let up = Upstream::start();
+    let mut config = demo_config();
+    config["rate_limits"] = json!([{
+        "name": "customer-bulk",
+        "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
+        "key": "sub",
+        "requests": {"limit": 6000, "period_seconds": 60, "burst": 1000},
+        "records": {"limit": BUDGET, "period_seconds": 300, "count": {"json_array": "/items"}},
+        "max_page_size": {"param": "limit", "max": 500},
+        "suspend_seconds": 900
+    }]);
+    let envoy = Envoy::start_with_workers(up.port, &[Listener::new("bulk", config)], 4);
+    let port = envoy.port("bulk");
+    let stolen = bearer("data-export");
+
+    let (received, statuses): (u64, Vec<u16>) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let stolen = &stolen;
+                s.spawn(move || {
+                    let (mut got, mut statuses) = (0u64, Vec::new());
+                    for page in 0..5u64 {
+                        let offset = (t * 5 + page) * 50;
+                        let path = format!("/api/v1/customers?limit=500&offset={offset}");
+                        let r = http::get(port, &path, &[("authorization", stolen)]);
+                        statuses.push(r.status);
+                        got += r.body.matches("\"email\"").count() as u64;
+                    }
+                    (got, statuses)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).fold(
+            (0, Vec::new()),
+            |(g, mut st), (got, s)| {
+                st.extend(s);
+                (g + got, st)
+            },
+        )
+    });
+    assert!(
+        received <= BUDGET,
+        "exfiltrated {received} records, budget {BUDGET}: {statuses:?}"
+    );
+    assert!(
+        received >= BUDGET / 2,
+        "the budget itself is served: {received}"
+    );
+
+    // The identity ends suspended, on every covered route.
+    let r = http::get(port, "/api/v1/customers/7", &[("authorization", &stolen)]);
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (403, Some("suspended")),
+        "{r:?}"
+    );
+    // A bystander is unaffected.
+    let alice = {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = tokens::claims(
+            now,
+            &json!({"sub": "alice", "roles": ["customer"], "customer_id": "42"}),
+        );
+        format!(
+            "Bearer {}",
+            tokens::key(&keys(), "rs256")
+                .unwrap()
+                .mint(&claims)
+                .unwrap()
+        )
+    };
+    let r = http::get(port, "/api/v1/customers/42", &[("authorization", &alice)]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // The decision log says which response was cut (Envoy writes it asynchronously).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let truncated = loop {
+        let n = envoy
+            .decisions()
+            .into_iter()
+            .filter(|d| d["event"] == "records" && d["truncated"] == true)
+            .count();
+        if n >= 1 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(truncated >= 1, "a truncated response is recorded");
+    println!("incident replay: {received} of 1000 customer records exfiltrated (budget {BUDGET}); statuses {statuses:?}");
+}

@@ -8,6 +8,7 @@ use crate::config::{Config, Mode};
 use crate::decision::{self, AllowDirectives, DenyReason, PolicyVerdict, ReplyOverrides};
 use crate::input;
 use crate::ratelimit::limits::{LimitDenial, Limits};
+use crate::ratelimit::meter::ResponseMeter;
 use crate::request::Request;
 use crate::token::cache::{cache_key, TokenCache};
 use crate::token::extract::find_token;
@@ -24,6 +25,8 @@ pub struct Evaluation {
     pub token: Option<Rc<VerifiedToken>>,
     /// False in `dry_run` mode: a denial is recorded but not applied.
     pub enforced: bool,
+    /// Record budgets the response must be metered against (allowed requests).
+    pub meters: Vec<ResponseMeter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,11 +97,12 @@ impl Config {
                     }),
                     token: None,
                     enforced,
+                    meters: Vec::new(),
                 }
             }
         };
-        let usage = match limits.check(request, token.as_deref(), now) {
-            Ok(usage) => usage,
+        let (usage, meters) = match limits.check(request, token.as_deref(), now) {
+            Ok(checked) => checked,
             Err(limited) => {
                 return Evaluation {
                     decision: Decision::Deny(Denial {
@@ -109,6 +113,7 @@ impl Config {
                     }),
                     token,
                     enforced,
+                    meters: Vec::new(),
                 }
             }
         };
@@ -126,10 +131,16 @@ impl Config {
                 reply: denial.response,
             }),
         };
+        // Dry run meters nothing: it must not cut what it does not enforce.
+        let meters = match decision {
+            Decision::Allow(_) if enforced => meters,
+            _ => Vec::new(),
+        };
         Evaluation {
             decision,
             token,
             enforced,
+            meters,
         }
     }
 

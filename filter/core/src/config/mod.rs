@@ -126,13 +126,6 @@ impl Config {
                     format!("duplicate rate limit name `{}`", rule.name),
                 ));
             }
-            if rule.records.is_some() {
-                // Refuse rather than accept a budget that would not be enforced.
-                return Err(err(
-                    format!("{path}.records"),
-                    "record budgets are not enforced by this build yet; remove `records` or upgrade",
-                ));
-            }
             rate_limits.push(rule);
         }
         Ok(Config {

@@ -255,12 +255,16 @@ fn rate_limits_load_strictly() {
 }
 
 #[test]
-fn record_budgets_are_refused_until_enforced() {
+fn record_budgets_load() {
     let mut j = base();
     j["rate_limits"] = json!([{
         "name": "bulk",
         "match": {"path_prefix": "/api/v1/customers"},
         "records": {"limit": 10000, "period_seconds": 300, "count": {"json_array": "/items"}}
     }]);
-    assert!(load_err(&j).starts_with("rate_limits[0].records: record budgets are not enforced"));
+    assert!(Config::from_json(j.to_string().as_bytes()).is_ok());
+    j["rate_limits"][0]["records"]["count"] = json!({"json_array": "items"});
+    assert!(load_err(&j).starts_with("rate_limits[0].records.count.json_array"));
+    j["rate_limits"][0]["records"]["count"] = json!({"xml": "/items"});
+    assert!(load_err(&j).contains("unknown variant `xml`"));
 }

@@ -6,6 +6,7 @@
 //! period as the limit allows — suspends the identity when the rule says so.
 
 use super::gcra::{Admission, RequestLimiter};
+use super::meter::ResponseMeter;
 use super::page;
 use super::rule::Rule;
 use super::store::{add_in_window, read_in_window, SharedStore};
@@ -33,6 +34,8 @@ pub enum LimitDenial {
     },
     /// Shared data too contended to count the request: fail closed (429).
     Contended { rule: String },
+    /// The identity's record budget is spent for this period (429).
+    RecordsExhausted { rule: String, retry_after: Duration },
 }
 
 impl LimitDenial {
@@ -42,6 +45,7 @@ impl LimitDenial {
             LimitDenial::Suspended { .. } => "suspended",
             LimitDenial::RateLimited { .. } => "rate_limited",
             LimitDenial::Contended { .. } => "rate_limit_contended",
+            LimitDenial::RecordsExhausted { .. } => "records_exhausted",
         }
     }
 }
@@ -100,13 +104,14 @@ impl Limits {
     }
 
     /// Checks `request` against every matching rule, counting it. On success
-    /// returns `input.usage`: per rule, the identity and what it has spent.
+    /// returns `input.usage` (per rule, the identity and what it has spent)
+    /// and a meter for each record budget the response must be counted against.
     pub fn check(
         &self,
         request: &Request,
         token: Option<&VerifiedToken>,
         now: Duration,
-    ) -> Result<Value, LimitDenial> {
+    ) -> Result<(Value, Vec<ResponseMeter>), LimitDenial> {
         let text = |name: &str| {
             request
                 .headers
@@ -117,6 +122,7 @@ impl Limits {
         let (method, path) = (text(":method"), text(":path"));
         let secs = now.as_secs();
         let mut usage: BTreeMap<Value, Value> = BTreeMap::new();
+        let mut meters = Vec::new();
         for (rule, limiter) in &self.rules {
             if !rule.matches(&method, &path) {
                 continue;
@@ -154,12 +160,41 @@ impl Limits {
                     }
                 }
             }
+            if let Some(budget) = &rule.records {
+                if ResponseMeter::exhausted(budget, &*self.store, &rule.name, &identity, secs) {
+                    let period = budget.period.as_secs().max(1);
+                    return Err(LimitDenial::RecordsExhausted {
+                        rule: rule.name.clone(),
+                        retry_after: Duration::from_secs(period - secs % period),
+                    });
+                }
+                meters.push(ResponseMeter::new(&rule.name, &identity, budget));
+            }
             usage.insert(
                 Value::from(rule.name.as_str()),
                 self.usage(rule, &identity, secs),
             );
         }
-        Ok(Value::from(usage))
+        Ok((Value::from(usage), meters))
+    }
+
+    /// Called when a response was cut at its record budget: suspends the
+    /// identity if the rule says so.
+    pub fn budget_spent(&self, meter: &ResponseMeter, now: Duration) {
+        let rule = self
+            .rules
+            .iter()
+            .map(|(r, _)| r)
+            .find(|r| r.name == meter.rule);
+        if let Some(suspend_for) = rule.and_then(|r| r.suspend) {
+            let until = now.as_secs().saturating_add(suspend_for.as_secs());
+            suspend::suspend(&*self.store, &meter.rule, &meter.identity, until);
+        }
+    }
+
+    /// The shared store (for metering responses).
+    pub fn store(&self) -> &dyn SharedStore {
+        &*self.store
     }
 
     /// Counts a refused request; enough of them in one period suspends.

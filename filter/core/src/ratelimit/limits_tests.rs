@@ -116,9 +116,38 @@ fn hammering_past_the_limit_suspends_on_every_covered_route() {
 #[test]
 fn usage_is_reported_for_the_policy() {
     let limits = Limits::new(&[bulk()], Rc::new(MemoryStore::default()));
-    let usage = limits
+    let (usage, meters) = limits
         .check(&get("/api/v1/customers", "1.1.1.1:1"), None, at(T0))
         .unwrap();
+    assert!(meters.is_empty(), "no record budget in this rule");
     assert_eq!(usage["bulk"]["identity"], Value::from("peer=1.1.1.1"));
     assert_eq!(usage["bulk"]["requests"]["limit"], Value::from(5u32));
+}
+
+#[test]
+fn a_spent_record_budget_refuses_and_suspends() {
+    let r = rule(serde_json::json!({
+        "name": "bulk",
+        "match": {"path_prefix": "/api/v1/customers"},
+        "records": {"limit": 3, "period_seconds": 300, "count": {"json_array": "/items"}},
+        "suspend_seconds": 900,
+    }));
+    let limits = Limits::new(&[r], Rc::new(MemoryStore::default()));
+    let req = get("/api/v1/customers", "7.7.7.7:1");
+    let (_, mut meters) = limits.check(&req, None, at(T0)).unwrap();
+    let action = meters[0].on_body(br#"{"items":[1,2,3,4,5]}"#, limits.store(), T0);
+    assert!(matches!(
+        action,
+        crate::ratelimit::meter::BodyAction::Truncate(_)
+    ));
+    assert!(meters[0].truncated());
+    // Without suspension, the next request is told when the budget refills...
+    let denial = limits.check(&req, None, at(T0)).unwrap_err();
+    assert_eq!(denial.reason(), "records_exhausted");
+    // ...and spending the budget suspends when the rule says so.
+    limits.budget_spent(&meters[0], at(T0));
+    assert_eq!(
+        limits.check(&req, None, at(T0)).unwrap_err().reason(),
+        "suspended"
+    );
 }

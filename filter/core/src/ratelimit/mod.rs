@@ -3,6 +3,7 @@
 
 pub mod gcra;
 pub mod limits;
+pub mod meter;
 pub mod page;
 pub mod rule;
 pub mod store;

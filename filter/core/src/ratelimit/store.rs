@@ -101,6 +101,37 @@ pub fn add_in_window<S: SharedStore + ?Sized>(
     None
 }
 
+/// Takes up to `want` from a budget of `limit` per window: adds
+/// `min(want, limit - used)` to the window's counter and returns that grant,
+/// or `None` if shared data was too contended (callers grant nothing).
+pub fn reserve_in_window<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    window: u64,
+    now_secs: u64,
+    want: u64,
+    limit: u64,
+) -> Option<u64> {
+    let start = now_secs - now_secs % window.max(1);
+    for _ in 0..super::gcra::MAX_CAS_ATTEMPTS {
+        let Some((bytes, cas)) = store.get(key) else {
+            let _ = store.set(key, &[], 0);
+            continue;
+        };
+        let used = match bytes.get(..8).and_then(read_u64) {
+            Some(s) if s == start => bytes.get(8..).and_then(read_u64).unwrap_or(0),
+            _ => 0,
+        };
+        let grant = want.min(limit.saturating_sub(used));
+        let mut value = start.to_le_bytes().to_vec();
+        value.extend(used.saturating_add(grant).to_le_bytes());
+        if store.set(key, &value, cas).is_ok() {
+            return Some(grant);
+        }
+    }
+    None
+}
+
 /// The count in the current window (0 if none).
 pub fn read_in_window<S: SharedStore + ?Sized>(
     store: &S,

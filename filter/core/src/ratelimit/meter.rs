@@ -1,0 +1,180 @@
+//! Record budgets: counting the records a response returns, as it streams,
+//! and cutting it where the identity's budget ends.
+//!
+//! Each chunk's new records are first counted on a copy of the counter, then
+//! reserved from the shared budget by compare-and-swap, then let through up
+//! to what was granted. Two concurrent exports by one identity therefore
+//! share the budget exactly; the client never receives a record past it, not
+//! even part of one.
+
+use super::limits::records_key;
+use super::rule::{CountSpec, RecordBudget};
+use super::store::SharedStore;
+use crate::records::{CountMode, RecordCounter};
+
+/// What to do with the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderAction {
+    /// Let them through unchanged.
+    Continue,
+    /// Drop `content-length`: the body may be cut short, so it must be chunked.
+    DropContentLength,
+    /// The upstream reports more records than the budget allows: answer 429
+    /// instead (nothing of the body has been sent yet).
+    Refuse,
+}
+
+/// What to do with one body chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyAction {
+    Pass,
+    /// Forward only the first `n` bytes of this chunk, and nothing after it.
+    Truncate(usize),
+}
+
+/// Meters one response against one rule's record budget.
+#[derive(Debug, Clone)]
+pub struct ResponseMeter {
+    pub rule: String,
+    pub identity: String,
+    budget: RecordBudget,
+    counter: Option<RecordCounter>,
+    /// Records let through so far in this body.
+    counted: u64,
+    cut: bool,
+}
+
+impl ResponseMeter {
+    pub fn new(rule: &str, identity: &str, budget: &RecordBudget) -> ResponseMeter {
+        let counter = match &budget.count {
+            CountSpec::JsonArray(pointer) => RecordCounter::new(CountMode::JsonArray {
+                pointer: pointer.clone(),
+            })
+            .ok(),
+            CountSpec::Ndjson => RecordCounter::new(CountMode::Ndjson).ok(),
+            CountSpec::Header(_) => None,
+        };
+        ResponseMeter {
+            rule: rule.to_owned(),
+            identity: identity.to_owned(),
+            budget: budget.clone(),
+            counter,
+            counted: 0,
+            cut: false,
+        }
+    }
+
+    /// Records let through so far.
+    pub fn records(&self) -> u64 {
+        self.counted
+    }
+
+    /// True once the body was cut at the budget (or at malformed data).
+    pub fn truncated(&self) -> bool {
+        self.cut
+    }
+
+    /// True if this identity's budget is spent (for the request-side check).
+    pub fn exhausted<S: SharedStore + ?Sized>(
+        budget: &RecordBudget,
+        store: &S,
+        rule: &str,
+        identity: &str,
+        now: u64,
+    ) -> bool {
+        super::store::read_in_window(
+            store,
+            &records_key(rule, identity),
+            budget.period.as_secs(),
+            now,
+        ) >= budget.limit
+    }
+
+    /// Looks at the response headers (`name` lowercase).
+    pub fn on_headers<S: SharedStore + ?Sized>(
+        &mut self,
+        header: impl Fn(&str) -> Option<String>,
+        store: &S,
+        now: u64,
+    ) -> HeaderAction {
+        match &self.budget.count {
+            CountSpec::Header(name) => {
+                // Trusted only from the upstream: this is its response header.
+                let reported = header(name).and_then(|v| v.trim().parse::<u64>().ok());
+                let Some(n) = reported else {
+                    // No count to charge: refuse rather than let records through uncounted.
+                    self.cut = true;
+                    return HeaderAction::Refuse;
+                };
+                let granted = self.reserve(store, n, now);
+                self.counted = granted;
+                if granted < n {
+                    self.cut = true;
+                    HeaderAction::Refuse
+                } else {
+                    HeaderAction::Continue
+                }
+            }
+            _ => HeaderAction::DropContentLength,
+        }
+    }
+
+    /// Meters one body chunk.
+    pub fn on_body<S: SharedStore + ?Sized>(
+        &mut self,
+        chunk: &[u8],
+        store: &S,
+        now: u64,
+    ) -> BodyAction {
+        if self.cut {
+            return BodyAction::Truncate(0);
+        }
+        let Some(counter) = self.counter.as_ref() else {
+            return BodyAction::Pass; // header-counted: the body was charged already
+        };
+        // How many records start in this chunk, if all of it went through?
+        let mut probe = counter.clone();
+        probe.feed(chunk, None);
+        if probe.malformed() {
+            // Cannot count what cannot be read: stop here, fail closed.
+            self.cut = true;
+            return BodyAction::Truncate(0);
+        }
+        let wanted = probe.records().saturating_sub(self.counted);
+        let granted = if wanted == 0 {
+            0
+        } else {
+            self.reserve(store, wanted, now)
+        };
+        let allowed = self.counted + granted;
+        let Some(counter) = self.counter.as_mut() else {
+            return BodyAction::Pass;
+        };
+        let fed = counter.feed(chunk, Some(allowed));
+        self.counted = allowed;
+        match fed.cut_at {
+            Some(at) => {
+                self.cut = true;
+                BodyAction::Truncate(at)
+            }
+            None => BodyAction::Pass,
+        }
+    }
+
+    /// Takes up to `want` records from the shared budget; returns how many.
+    fn reserve<S: SharedStore + ?Sized>(&self, store: &S, want: u64, now: u64) -> u64 {
+        super::store::reserve_in_window(
+            store,
+            &records_key(&self.rule, &self.identity),
+            self.budget.period.as_secs(),
+            now,
+            want,
+            self.budget.limit,
+        )
+        .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+#[path = "meter_tests.rs"]
+mod tests;
