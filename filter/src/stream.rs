@@ -123,6 +123,13 @@ impl Stream {
                 mark_upstream_request(host, &id);
                 self.response_headers = directives.response_headers_to_add.clone();
                 self.meters = evaluation.meters.clone();
+                if !self.meters.is_empty() {
+                    // Metered responses must come whole and uncompressed, or
+                    // their records could not be counted.
+                    for name in ["accept-encoding", "range", "if-range"] {
+                        host.remove_request_header(name);
+                    }
+                }
                 self.decision_id = id.clone();
                 host.log(
                     LogLevel::Info,
@@ -153,7 +160,9 @@ impl Stream {
                 HeaderAction::Continue => {}
                 HeaderAction::DropContentLength => drop_length = true,
                 HeaderAction::Refuse => {
-                    loaded.limits.budget_spent(meter, now);
+                    if meter.budget_exhausted() {
+                        loaded.limits.budget_spent(meter, now);
+                    }
                     let reply = reply::records_refused(&meter.rule, &self.decision_id);
                     host.log(
                         LogLevel::Info,
@@ -182,22 +191,26 @@ impl Stream {
         if self.meters.is_empty() {
             return;
         }
-        let (Some(loaded), Some(now)) = (self.loaded.clone(), host.now()) else {
-            return;
-        };
-        let Some(chunk) = host.response_body(size) else {
+        // Without the clock, the configuration or the chunk, nothing can be
+        // counted: nothing more passes.
+        let (Some(loaded), Some(now), Some(chunk)) =
+            (self.loaded.clone(), host.now(), host.response_body(size))
+        else {
+            host.replace_response_body(size, &[]);
             return;
         };
         let mut keep = chunk.len();
         for meter in &mut self.meters {
-            let was_cut = meter.truncated();
+            let was_exhausted = meter.budget_exhausted();
             if let BodyAction::Truncate(n) =
                 meter.on_body(&chunk, loaded.limits.store(), now.as_secs())
             {
                 keep = keep.min(n);
-                if !was_cut {
-                    loaded.limits.budget_spent(meter, now);
-                }
+            }
+            // Only spending the budget suspends; a cut for unreadable data or
+            // contention does not blame the caller.
+            if meter.budget_exhausted() && !was_exhausted {
+                loaded.limits.budget_spent(meter, now);
             }
         }
         if keep < chunk.len() {

@@ -54,10 +54,9 @@ impl<S: SharedStore> StateStore for SharedState<S> {
         let mut last = None;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let Some((bytes, cas)) = self.store.get(key) else {
-                // Envoy cannot create a key atomically (a write to a missing
-                // key ignores the CAS token), so a new key is first created
-                // holding no state; the measurement then goes through CAS.
-                let _ = self.store.set(key, &[], 0);
+                // A new key is first created holding no state (without ever
+                // overwriting one); the measurement then goes through CAS.
+                super::store::create_if_absent(&self.store, key);
                 continue;
             };
             let prev = read_u64(&bytes).map(Nanos::from);

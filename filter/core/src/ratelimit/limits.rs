@@ -76,6 +76,8 @@ pub fn records_key(rule: &str, identity: &str) -> String {
 }
 
 impl Limits {
+    /// Every rule with a request quota gets a limiter; a quota governor
+    /// cannot represent was refused when the configuration loaded.
     pub fn new(rules: &[Rule], store: Rc<dyn SharedStore>) -> Limits {
         let rules = rules
             .iter()

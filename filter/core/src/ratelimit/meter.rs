@@ -42,6 +42,10 @@ pub struct ResponseMeter {
     /// Records let through so far in this body.
     counted: u64,
     cut: bool,
+    /// The budget ran out (as opposed to a cut for contention or unreadable data).
+    exhausted: bool,
+    /// False for responses that are not metered (non-2xx).
+    active: bool,
 }
 
 impl ResponseMeter {
@@ -61,7 +65,14 @@ impl ResponseMeter {
             counter,
             counted: 0,
             cut: false,
+            exhausted: false,
+            active: true,
         }
+    }
+
+    /// True if this response spent the identity's budget (and so may suspend it).
+    pub fn budget_exhausted(&self) -> bool {
+        self.exhausted
     }
 
     /// Records let through so far.
@@ -90,13 +101,18 @@ impl ResponseMeter {
         ) >= budget.limit
     }
 
-    /// Looks at the response headers (`name` lowercase).
+    /// Looks at the response headers (`name` lowercase, `:status` included).
     pub fn on_headers<S: SharedStore + ?Sized>(
         &mut self,
         header: impl Fn(&str) -> Option<String>,
         store: &S,
         now: u64,
     ) -> HeaderAction {
+        // Error answers carry no records: not metered.
+        if !header(":status").is_some_and(|s| s.starts_with('2')) {
+            self.active = false;
+            return HeaderAction::Continue;
+        }
         match &self.budget.count {
             CountSpec::Header(name) => {
                 // Trusted only from the upstream: this is its response header.
@@ -106,16 +122,25 @@ impl ResponseMeter {
                     self.cut = true;
                     return HeaderAction::Refuse;
                 };
-                let granted = self.reserve(store, n, now);
-                self.counted = granted;
-                if granted < n {
+                let granted = self.try_reserve(store, n, now);
+                self.counted = granted.unwrap_or(0);
+                if granted == Some(n) {
+                    HeaderAction::Continue
+                } else {
+                    self.exhausted = granted.is_some();
                     self.cut = true;
                     HeaderAction::Refuse
-                } else {
-                    HeaderAction::Continue
                 }
             }
-            _ => HeaderAction::DropContentLength,
+            _ => {
+                let encoded = header("content-encoding")
+                    .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+                if encoded {
+                    // Compressed records cannot be counted: nothing passes.
+                    self.cut = true;
+                }
+                HeaderAction::DropContentLength
+            }
         }
     }
 
@@ -126,6 +151,9 @@ impl ResponseMeter {
         store: &S,
         now: u64,
     ) -> BodyAction {
+        if !self.active {
+            return BodyAction::Pass;
+        }
         if self.cut {
             return BodyAction::Truncate(0);
         }
@@ -144,7 +172,14 @@ impl ResponseMeter {
         let granted = if wanted == 0 {
             0
         } else {
-            self.reserve(store, wanted, now)
+            match self.try_reserve(store, wanted, now) {
+                Some(g) => {
+                    self.exhausted |= g < wanted;
+                    g
+                }
+                // Contended: nothing more passes, but the caller is not blamed.
+                None => 0,
+            }
         };
         let allowed = self.counted + granted;
         let Some(counter) = self.counter.as_mut() else {
@@ -161,8 +196,9 @@ impl ResponseMeter {
         }
     }
 
-    /// Takes up to `want` records from the shared budget; returns how many.
-    fn reserve<S: SharedStore + ?Sized>(&self, store: &S, want: u64, now: u64) -> u64 {
+    /// Takes up to `want` records from the shared budget; returns how many,
+    /// or `None` if shared data was too contended.
+    fn try_reserve<S: SharedStore + ?Sized>(&self, store: &S, want: u64, now: u64) -> Option<u64> {
         super::store::reserve_in_window(
             store,
             &records_key(&self.rule, &self.identity),
@@ -171,7 +207,6 @@ impl ResponseMeter {
             want,
             self.budget.limit,
         )
-        .unwrap_or(0)
     }
 }
 

@@ -121,20 +121,49 @@ fn malformed_bodies_are_cut() {
 fn header_counts_are_charged_and_refused_over_budget() {
     let store = MemoryStore::default();
     let b = budget(100, CountSpec::Header("x-total-count".into()));
+    let ok = |name: &str| match name {
+        ":status" => Some("200".to_owned()),
+        _ => Some("60".to_owned()),
+    };
     let mut m = ResponseMeter::new("bulk", "sub=x", &b);
-    assert_eq!(
-        m.on_headers(|_| Some("60".into()), &store, T0),
-        HeaderAction::Continue
-    );
+    assert_eq!(m.on_headers(ok, &store, T0), HeaderAction::Continue);
     let mut m2 = ResponseMeter::new("bulk", "sub=x", &b);
-    assert_eq!(
-        m2.on_headers(|_| Some("60".into()), &store, T0),
-        HeaderAction::Refuse
-    );
+    assert_eq!(m2.on_headers(ok, &store, T0), HeaderAction::Refuse);
+    assert!(m2.budget_exhausted());
     let mut m3 = ResponseMeter::new("bulk", "sub=y", &b);
+    let no_count = |name: &str| (name == ":status").then(|| "200".to_owned());
     assert_eq!(
-        m3.on_headers(|_| None, &store, T0),
+        m3.on_headers(no_count, &store, T0),
         HeaderAction::Refuse,
         "no count, no records"
     );
+    assert!(!m3.budget_exhausted(), "a missing count does not suspend");
+}
+
+#[test]
+fn errors_are_not_metered_and_compressed_bodies_are_cut_without_blame() {
+    let store = MemoryStore::default();
+    let b = budget(1, CountSpec::JsonArray("/items".into()));
+    let mut m = ResponseMeter::new("bulk", "sub=x", &b);
+    let error = |name: &str| (name == ":status").then(|| "503".to_owned());
+    assert_eq!(m.on_headers(error, &store, T0), HeaderAction::Continue);
+    assert_eq!(
+        m.on_body(b"upstream down [[[", &store, T0),
+        BodyAction::Pass
+    );
+    let mut g = ResponseMeter::new("bulk", "sub=x", &b);
+    let gzip = |name: &str| match name {
+        ":status" => Some("200".to_owned()),
+        "content-encoding" => Some("gzip".to_owned()),
+        _ => None,
+    };
+    assert_eq!(
+        g.on_headers(gzip, &store, T0),
+        HeaderAction::DropContentLength
+    );
+    assert_eq!(
+        g.on_body(b"\x1f\x8b...", &store, T0),
+        BodyAction::Truncate(0)
+    );
+    assert!(g.truncated() && !g.budget_exhausted());
 }

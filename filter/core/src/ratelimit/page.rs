@@ -21,8 +21,10 @@ pub fn check(path: &str, page: &PageSize) -> Result<(), PageSizeError> {
     for pair in query.split(['&', ';']).filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = percent_decode(raw_name, true).unwrap_or_else(|| raw_name.to_owned());
-        if !name.eq_ignore_ascii_case(&page.param) && !name.trim().eq_ignore_ascii_case(&page.param)
-        {
+        // `limit[]`, `limit[0]`, `limit.max`: frameworks read these as the
+        // parameter too (e.g. Express's qs), so they are refused like it.
+        let base = name.split(['[', '.']).next().unwrap_or_default().trim();
+        if !base.eq_ignore_ascii_case(&page.param) {
             continue;
         }
         if name != page.param || raw_name != page.param {
@@ -105,6 +107,9 @@ mod tests {
             "/c?limit=10;limit=100000",
             "/c?limit=99999999999999999999",
             "/c?limit=5%00",
+            "/c?limit[]=100000",
+            "/c?limit[0]=100000",
+            "/c?limit.x=1",
         ] {
             assert!(check(p, &page()).is_err(), "{p}");
         }

@@ -49,6 +49,9 @@ pub struct Rule {
     pub suspend: Option<Duration>,
 }
 
+/// Largest burst a request limit may allow.
+pub const MAX_BURST: u32 = 1_000_000;
+
 /// Longest period or suspension a rule may ask for (30 days).
 pub const MAX_PERIOD_SECONDS: u64 = 30 * 24 * 3600;
 
@@ -92,6 +95,9 @@ impl Rule {
         };
         let requests = match &raw.requests {
             None => None,
+            Some(r) if r.burst > MAX_BURST => {
+                return Err(format!("{path}.requests.burst: at most {MAX_BURST}"))
+            }
             Some(r) => Some(RequestQuota {
                 limit: NonZeroU32::new(r.limit)
                     .ok_or_else(|| format!("{path}.requests.limit: must be positive"))?,
@@ -99,6 +105,15 @@ impl Rule {
                 burst: r.burst,
             }),
         };
+        if let Some(q) = &requests {
+            // governor needs at least a nanosecond between two requests.
+            if q.period
+                .checked_div(q.limit.get())
+                .is_none_or(|d| d.is_zero())
+            {
+                return Err(format!("{path}.requests: limit too high for the period"));
+            }
+        }
         let records = match &raw.records {
             None => None,
             Some(r) => {
@@ -125,6 +140,17 @@ impl Rule {
                         return Err(format!("{path}.records.count.header: must name a header"))
                     }
                 };
+                let mode = match &count {
+                    CountSpec::JsonArray(p) => {
+                        Some(crate::records::CountMode::JsonArray { pointer: p.clone() })
+                    }
+                    CountSpec::Ndjson => Some(crate::records::CountMode::Ndjson),
+                    CountSpec::Header(_) => None,
+                };
+                if let Some(mode) = mode {
+                    crate::records::RecordCounter::new(mode)
+                        .map_err(|e| format!("{path}.records.count: {e}"))?;
+                }
                 Some(RecordBudget {
                     limit: r.limit,
                     period: period(r.period_seconds, "records.period_seconds")?,
@@ -166,17 +192,21 @@ impl Rule {
     }
 
     /// True if this rule covers `method` on `path` (query ignored). The
-    /// prefix matches whole segments: `/api/v1/customers` covers
-    /// `/api/v1/customers/42` but not `/api/v1/customersX`.
+    /// prefix matches whole segments of the canonical path, so
+    /// `/api/v1/customers` covers `/api/v1/customers/42`,
+    /// `/api/v1//%63ustomers` and `/api/v1/customers;x`, but not
+    /// `/api/v1/customersX`. A rule for GET also covers HEAD.
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        let path = path.split('?').next().unwrap_or_default();
-        let prefix = self.path_prefix.trim_end_matches('/');
-        let covered = path == prefix
-            || path
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/'))
-            || prefix.is_empty();
-        covered && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+        let want = canonical_segments(&self.path_prefix);
+        let have = canonical_segments(path);
+        let covered = have.len() >= want.len() && want.iter().zip(&have).all(|(w, h)| w == h);
+        // HEAD reads what GET reads.
+        let method_ok = self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m == method || (m == "GET" && method == "HEAD"));
+        covered && method_ok
     }
 
     /// Whom to count: the configured claim of a verified token, else the
@@ -195,6 +225,29 @@ impl Rule {
         };
         format!("peer={}", ip.trim_start_matches('[').trim_end_matches(']'))
     }
+}
+
+/// The path's segments as an upstream would most liberally read them:
+/// query dropped, percent-decoded, `;params` removed, empty and `.` segments
+/// dropped, `..` applied, ASCII case kept.
+pub fn canonical_segments(path: &str) -> Vec<String> {
+    let path = path.split('?').next().unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    for raw in path.split('/') {
+        let decoded = crate::input::percent_decode(raw, false).unwrap_or_else(|| raw.to_owned());
+        // A decoded segment may hold further separators (`%2F`); split them too.
+        for seg in decoded.split(['/', '\\']) {
+            let seg = seg.split(';').next().unwrap_or_default();
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s.to_owned()),
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -233,6 +286,20 @@ mod tests {
         assert!(!r.matches("GET", "/api/v1/customersX"));
         assert!(!r.matches("POST", "/api/v1/customers"));
         assert!(!r.matches("GET", "/api/v1/orders"));
+        for sneaky in [
+            "/api/v1//customers",
+            "/api/v1/%63ustomers",
+            "/api/v1/customers;x=1",
+            "/api/v1/./customers/",
+            "/api/v2/../v1/customers",
+            "/api%2Fv1%2Fcustomers",
+        ] {
+            assert!(r.matches("GET", sneaky), "{sneaky}");
+        }
+        assert!(
+            r.matches("HEAD", "/api/v1/customers/42"),
+            "HEAD reads what GET reads"
+        );
     }
 
     #[test]

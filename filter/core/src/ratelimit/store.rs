@@ -67,6 +67,19 @@ impl<T: SharedStore + ?Sized> SharedStore for std::rc::Rc<T> {
     }
 }
 
+/// Key whose writes mint fresh CAS tokens; see [`create_if_absent`].
+const TOKEN_MINT: &str = "pal:token-mint";
+
+/// Creates `key` holding no state, unless it exists. Envoy writes to a
+/// missing key whatever CAS token is given, and checks the token only against
+/// an existing key; so the write carries a token just minted for another key,
+/// which no existing key can hold, and never overwrites anyone's state.
+pub fn create_if_absent<S: SharedStore + ?Sized>(store: &S, key: &str) {
+    let _ = store.set(TOKEN_MINT, &[], 0);
+    let fresh = store.get(TOKEN_MINT).map_or(u32::MAX, |(_, cas)| cas);
+    let _ = store.set(key, &[], fresh);
+}
+
 /// Adds `n` to a counter that restarts every `window` seconds (windows are
 /// aligned to the epoch) and returns the new total, or `None` if shared data
 /// was too contended to update (callers fail closed).
@@ -80,17 +93,10 @@ pub fn add_in_window<S: SharedStore + ?Sized>(
     let start = now_secs - now_secs % window.max(1);
     for _ in 0..super::gcra::MAX_CAS_ATTEMPTS {
         let Some((bytes, cas)) = store.get(key) else {
-            // Create the key without state first; see `gcra`.
-            let _ = store.set(key, &[], 0);
+            create_if_absent(store, key);
             continue;
         };
-        let stored_start = bytes.get(..8).and_then(read_u64);
-        let stored = bytes.get(8..).and_then(read_u64).unwrap_or(0);
-        let count = if stored_start == Some(start) {
-            stored
-        } else {
-            0
-        };
+        let (start, count) = current_window(&bytes, start);
         let total = count.saturating_add(n);
         let mut value = start.to_le_bytes().to_vec();
         value.extend(total.to_le_bytes());
@@ -115,13 +121,10 @@ pub fn reserve_in_window<S: SharedStore + ?Sized>(
     let start = now_secs - now_secs % window.max(1);
     for _ in 0..super::gcra::MAX_CAS_ATTEMPTS {
         let Some((bytes, cas)) = store.get(key) else {
-            let _ = store.set(key, &[], 0);
+            create_if_absent(store, key);
             continue;
         };
-        let used = match bytes.get(..8).and_then(read_u64) {
-            Some(s) if s == start => bytes.get(8..).and_then(read_u64).unwrap_or(0),
-            _ => 0,
-        };
+        let (start, used) = current_window(&bytes, start);
         let grant = want.min(limit.saturating_sub(used));
         let mut value = start.to_le_bytes().to_vec();
         value.extend(used.saturating_add(grant).to_le_bytes());
@@ -141,10 +144,27 @@ pub fn read_in_window<S: SharedStore + ?Sized>(
 ) -> u64 {
     let start = now_secs - now_secs % window.max(1);
     match store.get(key) {
-        Some((bytes, _)) if bytes.get(..8).and_then(read_u64) == Some(start) => {
+        Some((bytes, _))
+            if bytes
+                .get(..8)
+                .and_then(read_u64)
+                .is_some_and(|s| s >= start) =>
+        {
             bytes.get(8..).and_then(read_u64).unwrap_or(0)
         }
         _ => 0,
+    }
+}
+
+/// The window a stored counter belongs to and its count, from the view of a
+/// caller in window `start`: an older window is over (count 0); a later one
+/// (another worker's clock is ahead) is kept, never reset.
+fn current_window(bytes: &[u8], start: u64) -> (u64, u64) {
+    let stored_start = bytes.get(..8).and_then(read_u64);
+    let stored = bytes.get(8..).and_then(read_u64).unwrap_or(0);
+    match stored_start {
+        Some(s) if s >= start => (s, stored),
+        _ => (start, 0),
     }
 }
 
@@ -164,7 +184,33 @@ mod tests {
         assert_eq!(add_in_window(&s, "k", 300, 1_199, 3), Some(5));
         assert_eq!(read_in_window(&s, "k", 300, 1_199), 5);
         assert_eq!(add_in_window(&s, "k", 300, 1_200, 1), Some(1), "new window");
-        assert_eq!(read_in_window(&s, "k", 300, 1_000), 0, "other window");
+        assert_eq!(
+            read_in_window(&s, "k", 300, 1_500),
+            0,
+            "a later window starts empty"
+        );
+    }
+
+    #[test]
+    fn creating_a_key_never_overwrites_one_another_worker_just_created() {
+        let s = MemoryStore::default();
+        // Worker A and B both saw the key missing; A creates it and counts.
+        create_if_absent(&s, "k");
+        assert_eq!(add_in_window(&s, "k", 300, 1_000, 7), Some(7));
+        // B's late creation must not wipe A's count.
+        create_if_absent(&s, "k");
+        assert_eq!(read_in_window(&s, "k", 300, 1_000), 7);
+    }
+
+    #[test]
+    fn a_late_clock_does_not_reset_a_newer_window() {
+        let s = MemoryStore::default();
+        assert_eq!(add_in_window(&s, "k", 300, 1_200, 5), Some(5));
+        assert_eq!(
+            add_in_window(&s, "k", 300, 1_199, 1),
+            Some(6),
+            "counted in the newer window"
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub fn suspend<S: SharedStore + ?Sized>(store: &S, rule: &str, identity: &str, u
             }
         }
         let Some((_, cas)) = current else {
-            let _ = store.set(&k, &[], 0);
+            super::store::create_if_absent(store, &k);
             continue;
         };
         if store.set(&k, &until.to_le_bytes(), cas).is_ok() {
