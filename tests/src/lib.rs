@@ -59,3 +59,17 @@ pub fn repro(case: &cases::Case, test: &str) -> String {
         case.file_name()
     )
 }
+
+/// `Bearer <token>` from the test issuer for `claims` (merged over valid
+/// ones), minted on the wall clock that Envoy verifies against.
+pub fn bearer(claims: serde_json::Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = tokens::key(&keys(), "rs256").unwrap();
+    format!(
+        "Bearer {}",
+        key.mint(&tokens::claims(now, &claims)).unwrap()
+    )
+}

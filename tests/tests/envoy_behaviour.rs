@@ -1,33 +1,14 @@
 //! Behaviour through real Envoy that the request cases cannot express:
 //! dry-run, fail-closed policy faults, hostile bytes, and config reloads.
 
+use palisade_tests::demo_config;
 use palisade_tests::envoy::{Envoy, Listener};
 use palisade_tests::http::{self, Response};
-use palisade_tests::tokens;
 use palisade_tests::upstream::Upstream;
-use palisade_tests::{demo_config, keys};
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn alice() -> String {
-    let claims = tokens::claims(
-        now(),
-        &json!({"sub": "alice", "roles": ["customer"], "customer_id": "42"}),
-    );
-    format!(
-        "Bearer {}",
-        tokens::key(&keys(), "rs256")
-            .unwrap()
-            .mint(&claims)
-            .unwrap()
-    )
+    palisade_tests::bearer(json!({"sub": "alice", "roles": ["customer"], "customer_id": "42"}))
 }
 
 /// `config` with the member at `pointer` set (added if absent).

@@ -1,12 +1,11 @@
 //! Rate limits through real Envoy with four workers (four Wasm VMs): the
 //! limit is exact per Envoy process, not per worker.
 
+use palisade_tests::demo_config;
 use palisade_tests::envoy::{Envoy, Listener};
 use palisade_tests::http;
 use palisade_tests::upstream::Upstream;
-use palisade_tests::{demo_config, keys, tokens};
 use serde_json::json;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 fn limited_config() -> serde_json::Value {
     let mut config = demo_config();
@@ -22,18 +21,7 @@ fn limited_config() -> serde_json::Value {
 }
 
 fn bearer(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = tokens::claims(now, &json!({"sub": sub, "scope": "customers:export"}));
-    format!(
-        "Bearer {}",
-        tokens::key(&keys(), "rs256")
-            .unwrap()
-            .mint(&claims)
-            .unwrap()
-    )
+    palisade_tests::bearer(json!({"sub": sub, "scope": "customers:export"}))
 }
 
 #[test]
@@ -204,23 +192,8 @@ fn incident_replay_stolen_credential_gets_at_most_the_record_budget() {
         "{r:?}"
     );
     // A bystander is unaffected.
-    let alice = {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let claims = tokens::claims(
-            now,
-            &json!({"sub": "alice", "roles": ["customer"], "customer_id": "42"}),
-        );
-        format!(
-            "Bearer {}",
-            tokens::key(&keys(), "rs256")
-                .unwrap()
-                .mint(&claims)
-                .unwrap()
-        )
-    };
+    let alice =
+        palisade_tests::bearer(json!({"sub": "alice", "roles": ["customer"], "customer_id": "42"}));
     let r = http::get(port, "/api/v1/customers/42", &[("authorization", &alice)]);
     assert_eq!(r.status, 200, "{r:?}");
     // The decision log says which response was cut (Envoy writes it asynchronously).

@@ -90,21 +90,7 @@ pub fn add_in_window<S: SharedStore + ?Sized>(
     now_secs: u64,
     n: u64,
 ) -> Option<u64> {
-    let start = now_secs - now_secs % window.max(1);
-    for _ in 0..super::gcra::MAX_CAS_ATTEMPTS {
-        let Some((bytes, cas)) = store.get(key) else {
-            create_if_absent(store, key);
-            continue;
-        };
-        let (start, count) = current_window(&bytes, start);
-        let total = count.saturating_add(n);
-        let mut value = start.to_le_bytes().to_vec();
-        value.extend(total.to_le_bytes());
-        if store.set(key, &value, cas).is_ok() {
-            return Some(total);
-        }
-    }
-    None
+    update_window(store, key, window, now_secs, |_| n).map(|(_, total)| total)
 }
 
 /// Takes up to `want` from a budget of `limit` per window: adds
@@ -118,6 +104,21 @@ pub fn reserve_in_window<S: SharedStore + ?Sized>(
     want: u64,
     limit: u64,
 ) -> Option<u64> {
+    update_window(store, key, window, now_secs, |used| {
+        want.min(limit.saturating_sub(used))
+    })
+    .map(|(added, _)| added)
+}
+
+/// Adds `amount(used)` to the window counter at `key` by compare-and-swap;
+/// returns what was added and the new total.
+fn update_window<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    window: u64,
+    now_secs: u64,
+    amount: impl Fn(u64) -> u64,
+) -> Option<(u64, u64)> {
     let start = now_secs - now_secs % window.max(1);
     for _ in 0..super::gcra::MAX_CAS_ATTEMPTS {
         let Some((bytes, cas)) = store.get(key) else {
@@ -125,17 +126,18 @@ pub fn reserve_in_window<S: SharedStore + ?Sized>(
             continue;
         };
         let (start, used) = current_window(&bytes, start);
-        let grant = want.min(limit.saturating_sub(used));
+        let added = amount(used);
+        let total = used.saturating_add(added);
         let mut value = start.to_le_bytes().to_vec();
-        value.extend(used.saturating_add(grant).to_le_bytes());
+        value.extend(total.to_le_bytes());
         if store.set(key, &value, cas).is_ok() {
-            return Some(grant);
+            return Some((added, total));
         }
     }
     None
 }
 
-/// The count in the current window (0 if none).
+/// The count in the current window (0 if none), as seen from `now_secs`.
 pub fn read_in_window<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
@@ -143,17 +145,9 @@ pub fn read_in_window<S: SharedStore + ?Sized>(
     now_secs: u64,
 ) -> u64 {
     let start = now_secs - now_secs % window.max(1);
-    match store.get(key) {
-        Some((bytes, _))
-            if bytes
-                .get(..8)
-                .and_then(read_u64)
-                .is_some_and(|s| s >= start) =>
-        {
-            bytes.get(8..).and_then(read_u64).unwrap_or(0)
-        }
-        _ => 0,
-    }
+    store
+        .get(key)
+        .map_or(0, |(bytes, _)| current_window(&bytes, start).1)
 }
 
 /// The window a stored counter belongs to and its count, from the view of a
