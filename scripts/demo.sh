@@ -56,6 +56,8 @@ ask() {
   status=$body
   after=$(curl -s 127.0.0.1:8080/__demo/hits | sed -E 's/.*"total":([0-9]+).*/\1/')
   reason=$(sed -nE 's/.*"reason":"([a-z_]+)".*/\1/p' "$WORK/body")
+  local records; records=$( { grep -o '"email"' "$WORK/body" || true; } | wc -l)
+  if [ "$records" -gt 1 ]; then reason="$records records"; fi
   local reached="reached the API"; [ "$before" = "$after" ] && reached="never reached the API"
   local mark='\033[32m✔\033[0m'
   if [ "$status" != "$expected" ]; then mark='\033[31m✘ expected '"$expected"'\033[0m'; FAILED=1; fi
@@ -78,7 +80,7 @@ bold "Allowed"
 ask 200 "health check, no token (public route)" $U/health
 ask 200 "alice (customer 42) reads her own record" -H "authorization: Bearer $ALICE" $U/api/v1/customers/42
 ask 200 "sam (support, ticket T-1001 for customer 7) reads customer 7" -H "authorization: Bearer $SAM" $U/api/v1/customers/7
-ask 200 "data-export service lists customers (EdDSA token)" -H "authorization: Bearer $EXPORT" "$U/api/v1/customers?limit=100"
+ask 200 "data-export service lists 100 customers (EdDSA token)" -H "authorization: Bearer $EXPORT" "$U/api/v1/customers?limit=100"
 echo
 bold "Refused by authentication (401, the policy never runs)"
 ask 401 "alice's claims signed by an attacker's key, same kid" -H "authorization: Bearer $FORGED" $U/api/v1/customers/42
@@ -88,19 +90,27 @@ ask 401 "no token at all on a customer record" $U/api/v1/customers/42
 echo
 bold "Refused by least-privilege policy (403)"
 ask 403 "alice reads someone else's record" -H "authorization: Bearer $ALICE" $U/api/v1/customers/43
-ask 403 "alice tries a bulk export" -H "authorization: Bearer $ALICE" "$U/api/v1/customers?limit=100000"
+ask 403 "alice tries a bulk listing" -H "authorization: Bearer $ALICE" "$U/api/v1/customers?limit=100"
 ask 403 "sam reads a customer his ticket does not name" -H "authorization: Bearer $SAM" $U/api/v1/customers/42
-ask 403 "root (admin) tries a bulk export" -H "authorization: Bearer $ROOT" "$U/api/v1/customers?limit=100000"
+ask 403 "root (admin) tries a bulk listing" -H "authorization: Bearer $ROOT" "$U/api/v1/customers?limit=100"
 echo
-echo "Rate limits per identity (records, not just requests) come with the bulk-limit work (issue 4)."
+bold "Stopped by the record budget (250 customer records per 5 minutes for data-export)"
+ask 400 "data-export asks for 100000 records in one page" -H "authorization: Bearer $EXPORT" "$U/api/v1/customers?limit=100000"
+ask 200 "data-export pages on: records 100-199" -H "authorization: Bearer $EXPORT" "$U/api/v1/customers?limit=100&offset=100"
+ask 200 "data-export pages on: the budget ends inside this page" -H "authorization: Bearer $EXPORT" "$U/api/v1/customers?limit=100&offset=200"
+ask 403 "data-export pages on: suspended for spending its budget" -H "authorization: Bearer $EXPORT" "$U/api/v1/customers?limit=100&offset=300"
+ask 200 "meanwhile alice still reads her own record" -H "authorization: Bearer $ALICE" $U/api/v1/customers/42
 echo
 bold "Decision log (Envoy log, one JSON line per request; tokens never logged):"
 sleep 1
-grep -o 'palisade.decision .*' "$WORK/envoy.log" | tail -4 | python3 -c '
+grep -o 'palisade.decision .*' "$WORK/envoy.log" | tail -6 | python3 -c '
 import json, sys
 for line in sys.stdin:
     d = json.loads(line.split(" ", 1)[1])
-    print("  {decision_id}  {decision:5} {reason:22} subject={subject} {method} {path} status={http_status}".format(**d))
+    if d.get("event") == "records":
+        print("  {decision_id}  records {records} under {rate_limit} for {identity}, truncated={truncated}".format(**d))
+    else:
+        print("  {decision_id}  {decision:5} {reason:22} subject={subject} {method} {path} status={http_status}".format(**d))
 '
 echo
 if [ "$FAILED" != 0 ]; then

@@ -51,6 +51,15 @@ pub fn plugin_config(repo: &Path) -> Result<Value, String> {
             "modules": {"customer_data.rego": read("policies/customer_data.rego")?},
             "decision": "data.envoy.authz.allow",
         },
+        "rate_limits": [{
+            "name": "customer-bulk",
+            "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
+            "key": "sub",
+            "requests": {"limit": 60, "period_seconds": 60, "burst": 20},
+            "records": {"limit": 250, "period_seconds": 300, "count": {"json_array": "/items"}},
+            "max_page_size": {"param": "limit", "max": 100},
+            "suspend_seconds": 120,
+        }],
     }))
 }
 
