@@ -20,6 +20,34 @@ fn limited_config() -> serde_json::Value {
     config
 }
 
+/// `n` GETs over HTTP/2 (h2c, prior knowledge) with curl, each on its own
+/// connection; the status of each. Fails unless HTTP/2 was really used.
+fn h2_statuses(port: u16, auth: &str, n: usize) -> Vec<u16> {
+    let url = format!("http://127.0.0.1:{port}/api/v1/customers?limit=10");
+    (0..n)
+        .map(|_| {
+            let out = std::process::Command::new("curl")
+                .args([
+                    "-s",
+                    "--http2-prior-knowledge",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{http_version}",
+                    "-H",
+                ])
+                .arg(format!("authorization: {auth}"))
+                .arg(&url)
+                .output()
+                .expect("curl (installed by scripts/setup.sh)");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (code, version) = text.split_once(' ').unwrap_or((&text, ""));
+            assert_eq!(version, "2", "not HTTP/2: {text}");
+            code.parse().unwrap()
+        })
+        .collect()
+}
+
 fn bearer(sub: &str) -> String {
     palisade_tests::bearer(json!({"sub": sub, "scope": "customers:export"}))
 }
@@ -35,20 +63,27 @@ fn limits_hold_across_four_workers_and_suspend_the_hammering_identity() {
     // 200 requests from one identity, each on its own connection (so Envoy
     // spreads them over its four workers), from four client threads.
     let before = up.hits();
+    // Two threads use HTTP/1.1 and two HTTP/2 (h2c, curl), each request on
+    // a fresh connection, so Envoy spreads them over its workers.
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| {
-                    (0..50)
-                        .map(|_| {
-                            http::get(
-                                port,
-                                "/api/v1/customers?limit=10",
-                                &[("authorization", &exporter)],
-                            )
-                            .status
-                        })
-                        .collect::<Vec<_>>()
+            .map(|t| {
+                let exporter = &exporter;
+                s.spawn(move || {
+                    if t % 2 == 0 {
+                        (0..50)
+                            .map(|_| {
+                                http::get(
+                                    port,
+                                    "/api/v1/customers?limit=10",
+                                    &[("authorization", exporter)],
+                                )
+                                .status
+                            })
+                            .collect::<Vec<_>>()
+                    } else {
+                        h2_statuses(port, exporter, 50)
+                    }
                 })
             })
             .collect();
@@ -57,6 +92,7 @@ fn limits_hold_across_four_workers_and_suspend_the_hammering_identity() {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
+    assert_eq!(statuses.len(), 200);
     let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
     let reached = up.hits() - before;
     assert!(
