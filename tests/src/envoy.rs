@@ -128,6 +128,16 @@ impl Envoy {
                 "name": "upstream",
                 "type": "STATIC",
                 "connect_timeout": "1s",
+                // The demo API (tiny_http) now and then stalls a reused
+                // keep-alive connection under load; one request per
+                // connection keeps the tests about the gate, not about it.
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "common_http_protocol_options": {"max_requests_per_connection": 1},
+                        "explicit_http_config": {"http_protocol_options": {}}
+                    }
+                },
                 "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{"endpoint": {
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": self.upstream_port}}
                 }}]}]}

@@ -31,8 +31,9 @@ impl Response {
 /// tests can send non-UTF-8 values).
 pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
+    // Longer than Envoy's 15 s route timeout: a slow upstream is a 504, not a hang here.
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nhost: customers.internal\r\nconnection: close\r\n")

@@ -93,7 +93,9 @@ fn limits_hold_across_four_workers_and_suspend_the_hammering_identity() {
             .collect()
     });
     assert_eq!(statuses.len(), 200);
-    let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
+    // Admitted by Palisade: everything it did not refuse (an upstream that
+    // answers late shows up as 504, but it was admitted and reached).
+    let admitted = statuses.iter().filter(|s| ![429, 403].contains(*s)).count() as u64;
     let reached = up.hits() - before;
     assert!(
         admitted <= 10 + 1,
@@ -105,7 +107,7 @@ fn limits_hold_across_four_workers_and_suspend_the_hammering_identity() {
         "only admitted requests reach the upstream"
     );
     assert!(
-        statuses.iter().all(|s| [200, 429, 403].contains(s)),
+        statuses.iter().all(|s| [200, 429, 403, 504].contains(s)),
         "{statuses:?}"
     );
 
