@@ -308,27 +308,19 @@ impl Vm {
                 Vec::new(),
             );
         }
-        match self.run_stream(request, upstream) {
-            Ok(mut exchange) => {
-                exchange.logs = self
-                    .store
-                    .data()
-                    .logs
-                    .get(logs_before..)
-                    .unwrap_or_default()
-                    .to_vec();
-                exchange
-            }
+        let outcome = self.run_stream(request, upstream);
+        let logs = self
+            .store
+            .data()
+            .logs
+            .get(logs_before..)
+            .unwrap_or_default()
+            .to_vec();
+        match outcome {
+            Ok(exchange) => Exchange { logs, ..exchange },
             Err(e) => {
                 let message = format!("{e:?}");
                 self.dead = Some(message.clone());
-                let logs = self
-                    .store
-                    .data()
-                    .logs
-                    .get(logs_before..)
-                    .unwrap_or_default()
-                    .to_vec();
                 failed_closed(message, logs)
             }
         }
