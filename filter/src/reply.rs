@@ -68,7 +68,7 @@ pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
 
 /// Replies for rate-limit refusals: 400 page size (with a message the
 /// client can act on), 403 suspended, 429 with `Retry-After` and the IETF
-/// `RateLimit-Policy` / `RateLimit` fields.
+/// `RateLimit-Policy` / `RateLimit` fields, 503 when the identity table is full.
 fn for_limit(limited: &LimitDenial, reason: &str, decision_id: &str) -> LocalReply {
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     let (status, error, message) = match limited {
@@ -93,6 +93,11 @@ fn for_limit(limited: &LimitDenial, reason: &str, decision_id: &str) -> LocalRep
         LimitDenial::Contended { .. } => {
             headers.push(("retry-after".into(), "1".into()));
             (429, "too_many_requests", None)
+        }
+        // Not the caller's doing: the gate tracks as many identities as it may.
+        LimitDenial::TableFull { .. } => {
+            headers.push(("retry-after".into(), "1".into()));
+            (503, "unavailable", None)
         }
         LimitDenial::RecordsExhausted { retry_after, .. } => {
             headers.push((
@@ -270,6 +275,17 @@ mod tests {
         };
         let r = for_denial(&denial(DenialKind::Limited(s), "suspended"), "d1");
         assert_eq!((r.status, r.body.contains("suspended")), (403, true));
+    }
+
+    #[test]
+    fn a_full_identity_table_is_503_not_the_callers_fault() {
+        let full = LimitDenial::TableFull {
+            rule: "bulk".into(),
+        };
+        let r = for_denial(&denial(DenialKind::Limited(full), "limit_table_full"), "d1");
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r, "retry-after"), Some("1"));
+        assert!(r.body.contains("limit_table_full"), "{}", r.body);
     }
 
     #[test]

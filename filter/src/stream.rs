@@ -40,6 +40,35 @@ impl Loaded {
     }
 }
 
+/// How often the root context sweeps stale rate-limit state.
+pub const SWEEP_PERIOD: Duration = Duration::from_secs(5);
+
+/// Buckets of each rule's identity table one sweep looks at: a table of the
+/// default size (4,096 buckets) is swept whole every 80 s by each worker.
+pub const SWEEP_BUCKETS: u32 = 256;
+
+impl Loaded {
+    /// True if the root context should tick (there is limit state to sweep).
+    pub fn wants_ticks(&self) -> bool {
+        !self.limits.is_empty()
+    }
+
+    /// One tick: empties stale entries of the identity tables, so shared
+    /// memory held for identities gone quiet is given back.
+    pub fn on_tick(&self, host: &impl Host) {
+        let Some(now) = host.now() else {
+            return;
+        };
+        let dropped = self.limits.sweep(now, SWEEP_BUCKETS);
+        if dropped > 0 {
+            host.log(
+                LogLevel::Debug,
+                &format!("palisade: swept {dropped} idle rate-limit entries"),
+            );
+        }
+    }
+}
+
 /// The filter's state for one HTTP stream.
 pub struct Stream {
     loaded: Option<Rc<Loaded>>,
@@ -156,7 +185,7 @@ impl Stream {
                 host.response_header(name)
                     .map(|v| String::from_utf8_lossy(&v).into_owned())
             };
-            match meter.on_headers(header, loaded.limits.store(), now.as_secs()) {
+            match meter.on_headers(header, loaded.limits.store(), now) {
                 HeaderAction::Continue => {}
                 HeaderAction::DropContentLength => drop_length = true,
                 HeaderAction::Refuse => {
@@ -202,9 +231,7 @@ impl Stream {
         let mut keep = chunk.len();
         for meter in &mut self.meters {
             let was_exhausted = meter.budget_exhausted();
-            if let BodyAction::Truncate(n) =
-                meter.on_body(&chunk, loaded.limits.store(), now.as_secs())
-            {
+            if let BodyAction::Truncate(n) = meter.on_body(&chunk, loaded.limits.store(), now) {
                 keep = keep.min(n);
             }
             // Only spending the budget suspends; a cut for unreadable data or

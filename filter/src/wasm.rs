@@ -168,7 +168,16 @@ impl RootContext for PalisadeRoot {
                         config.policy.revision.get(..16).unwrap_or_default()
                     ),
                 );
-                self.loaded = Some(Rc::new(Loaded::new(config, Rc::new(HostSharedData))));
+                let loaded = Loaded::new(config, Rc::new(HostSharedData));
+                let period = if loaded.wants_ticks() {
+                    crate::stream::SWEEP_PERIOD
+                } else {
+                    Duration::ZERO
+                };
+                if hostcalls::set_tick_period(period).is_err() {
+                    host.log(LogLevel::Warn, "palisade: no tick timer: idle rate-limit state is reclaimed only as buckets fill");
+                }
+                self.loaded = Some(Rc::new(loaded));
                 true
             }
             Err(e) => {
@@ -184,6 +193,13 @@ impl RootContext for PalisadeRoot {
                 );
                 false
             }
+        }
+    }
+
+    /// Sweeps idle rate-limit state (the period is set in `on_configure`).
+    fn on_tick(&mut self) {
+        if let Some(loaded) = &self.loaded {
+            loaded.on_tick(&ProxyWasmHost);
         }
     }
 

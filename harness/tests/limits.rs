@@ -91,3 +91,135 @@ fn four_vms_admit_the_burst_once_not_four_times() {
         x.decision()
     );
 }
+
+fn anonymous(peer: &str) -> HttpRequest {
+    HttpRequest {
+        headers: Vec::new(),
+        peer: peer.into(),
+        ..request("unused")
+    }
+}
+
+/// A rule that tracks at most `max_identities` callers.
+fn small_table_config(max_identities: u32) -> Vec<u8> {
+    let mut c = support::demo_config();
+    c["rate_limits"] = json!([{
+        "name": "customer-bulk",
+        "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
+        "requests": {"limit": 60, "period_seconds": 60, "burst": 3},
+        "max_identities": max_identities
+    }]);
+    c.to_string().into_bytes()
+}
+
+/// Bytes held in shared data, over every key.
+fn held(shared: &SharedSpace) -> usize {
+    shared
+        .keys()
+        .iter()
+        .map(|k| k.len() + shared.get(k).map_or(0, |(v, _)| v.len()))
+        .sum()
+}
+
+#[test]
+fn rotating_identities_cannot_grow_shared_memory_and_the_tick_frees_it() {
+    let shared = SharedSpace::new();
+    let clock = FakeClock::at(Duration::from_secs(NOW));
+    let config = small_table_config(64);
+    let mut vm = Vm::start(support::module(), &config, clock.clone(), shared.clone()).unwrap();
+    let mut high_water = 0;
+    for i in 0..3_000u32 {
+        // A new anonymous caller every 100 ms: each is idle again after 1 s.
+        clock.advance(Duration::from_millis(100));
+        let peer = format!("10.{}.{}.{}:4000", i >> 16, (i >> 8) & 255, i & 255);
+        let x = vm.handle(&anonymous(&peer), &mut |_| UpstreamResponse::default());
+        let reason = x.decision().unwrap()["reason"].clone();
+        assert_ne!(reason, "limit_table_full", "caller {i} found no room");
+        high_water = high_water.max(held(&shared));
+    }
+    let keys = shared.keys();
+    let tables = keys.iter().filter(|k| k.starts_with("pal:t:")).count();
+    assert!(tables <= 4, "64 identities are 4 buckets of 16: {keys:?}");
+    assert!(
+        high_water < 4 * (16 * 64 + 64) + 256,
+        "memory bounded by the table size: {high_water} bytes"
+    );
+    // Once everyone has gone quiet, the tick gives the memory back.
+    clock.advance(Duration::from_secs(60));
+    vm.tick().unwrap();
+    let left: usize = keys
+        .iter()
+        .filter(|k| k.starts_with("pal:t:"))
+        .map(|k| shared.get(k).unwrap().0.len())
+        .sum();
+    assert_eq!(left, 0, "stale entries swept");
+}
+
+#[test]
+fn a_full_table_fails_closed_for_newcomers_only() {
+    let shared = SharedSpace::new();
+    let clock = FakeClock::at(Duration::from_secs(NOW));
+    let config = small_table_config(16);
+    let mut vm = Vm::start(support::module(), &config, clock.clone(), shared.clone()).unwrap();
+    let upstream_hits = std::cell::Cell::new(0);
+    let mut upstream = |_: &_| {
+        upstream_hits.set(upstream_hits.get() + 1);
+        UpstreamResponse::default()
+    };
+    for i in 0..16 {
+        let x = vm.handle(&anonymous(&format!("10.0.0.{i}:1")), &mut upstream);
+        assert_ne!(x.decision().unwrap()["reason"], "limit_table_full");
+    }
+    let before = upstream_hits.get();
+    let x = vm.handle(&anonymous("10.0.9.9:1"), &mut upstream);
+    assert_eq!(x.status, 503);
+    assert_eq!(x.decision().unwrap()["reason"], "limit_table_full");
+    assert_eq!(upstream_hits.get(), before, "the upstream was not reached");
+    // Members still get their answers; after a quiet second, so does the newcomer.
+    let x = vm.handle(&anonymous("10.0.0.5:1"), &mut upstream);
+    assert_ne!(x.decision().unwrap()["reason"], "limit_table_full");
+    clock.advance(Duration::from_secs(2));
+    let x = vm.handle(&anonymous("10.0.9.9:1"), &mut upstream);
+    assert_ne!(x.decision().unwrap()["reason"], "limit_table_full");
+}
+
+#[test]
+fn four_vms_contending_on_one_bucket_keep_every_identity_exact() {
+    // Sixteen identities in one bucket (one shared-data key), hammered from
+    // four VMs at once: every write races, and each identity still gets
+    // exactly its burst of 3.
+    let shared = SharedSpace::new();
+    let clock = FakeClock::at(Duration::from_secs(NOW));
+    let config = small_table_config(16);
+    let admitted: Vec<(u32, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (shared, clock, config) = (shared.clone(), clock.clone(), config.clone());
+                s.spawn(move || {
+                    let mut vm = Vm::start(support::module(), &config, clock, shared).unwrap();
+                    let mut out = Vec::new();
+                    for round in 0..10 {
+                        for who in 0..16u32 {
+                            let peer = format!("10.1.0.{who}:{round}");
+                            let x =
+                                vm.handle(&anonymous(&peer), &mut |_| UpstreamResponse::default());
+                            let reason = x.decision().unwrap()["reason"].clone();
+                            assert_ne!(reason, "rate_limit_contended");
+                            assert_ne!(reason, "limit_table_full");
+                            out.push((who, reason != "rate_limited"));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    for who in 0..16 {
+        let n = admitted.iter().filter(|(w, ok)| *w == who && *ok).count();
+        assert_eq!(n, 3, "identity {who}");
+    }
+}

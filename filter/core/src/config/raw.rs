@@ -40,6 +40,9 @@ pub struct RawRateLimit {
     pub max_page_size: Option<RawPageSize>,
     #[serde(default)]
     pub suspend_seconds: u64,
+    /// How many identities the rule tracks at once (bounds shared memory).
+    #[serde(default)]
+    pub max_identities: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

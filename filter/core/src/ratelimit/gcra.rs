@@ -3,13 +3,14 @@
 //! Envoy runs one VM per worker thread, so a limiter that keeps its state in
 //! the VM admits the limit times the number of workers — the bug that got
 //! public Wasm rate limiters withdrawn. Here governor's [`StateStore`] is
-//! implemented on shared data with compare-and-swap, so the limit is exact
-//! per Envoy process. Time comes from the host: the limiter's clock reads a
-//! cell the caller sets before each check, and it reads zero at construction
-//! so every VM's limiter measures from the Unix epoch and they agree on the
-//! stored state.
+//! implemented on shared data (the rule's identity table) with
+//! compare-and-swap, so the limit is exact per Envoy process. Time comes from
+//! the host: the limiter's clock reads a cell the caller sets before each
+//! check, and it reads zero at construction so every VM's limiter measures
+//! from the Unix epoch and they agree on the stored state.
 
-use super::store::{read_u64, SharedStore};
+use super::store::SharedStore;
+use super::table::{Table, TableError};
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -19,9 +20,6 @@ use std::cell::Cell;
 use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::time::Duration;
-
-/// How many compare-and-swap attempts a check makes before it gives up and denies.
-pub const MAX_CAS_ATTEMPTS: u32 = 32;
 
 /// The host's clock, as governor reads it: time since the Unix epoch.
 #[derive(Debug, Clone, Default)]
@@ -34,48 +32,42 @@ impl Clock for HostClock {
     }
 }
 
-/// governor's state store on [`SharedStore`]: the theoretical arrival time
-/// per key, as nanoseconds since the epoch, updated by compare-and-swap.
+/// governor's state store on the rule's identity [`Table`]: the theoretical
+/// arrival time of each identity, in its entry, updated by compare-and-swap.
 pub struct SharedState<S> {
     store: S,
-    /// Set when the CAS attempts ran out during the last check (shared with
-    /// the [`RequestLimiter`], since governor does not lend its state back).
-    gave_up: Rc<Cell<bool>>,
+    table: Table,
+    clock: HostClock,
+    /// Set when the last check could not update the table (shared with the
+    /// [`RequestLimiter`], since governor does not lend its state back).
+    failed: Rc<Cell<Option<TableError>>>,
 }
 
 impl<S: SharedStore> StateStore for SharedState<S> {
     type Key = String;
 
-    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    fn measure_and_replace<T, F, E>(&self, identity: &String, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        self.gave_up.set(false);
-        let mut last = None;
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let Some((bytes, cas)) = self.store.get(key) else {
-                // A new key is first created holding no state (without ever
-                // overwriting one); the measurement then goes through CAS.
-                super::store::create_if_absent(&self.store, key);
-                continue;
-            };
-            let prev = read_u64(&bytes).map(Nanos::from);
-            // Limited: nothing to write.
-            let (outcome, next) = f(prev)?;
-            if self
-                .store
-                .set(key, &u64::from(next).to_le_bytes(), cas)
-                .is_ok()
-            {
-                return Ok(outcome);
+        self.failed.set(None);
+        let updated = self
+            .table
+            .update(&self.store, identity, self.clock.now(), |entry| {
+                let prev = (entry.tat_ns != 0).then(|| Nanos::from(entry.tat_ns));
+                // Limited: `f` errs and the entry is left as it was.
+                f(prev).map(|(outcome, next)| {
+                    entry.tat_ns = u64::from(next);
+                    outcome
+                })
+            });
+        match updated {
+            Ok(result) => result,
+            Err(why) => {
+                // The caller must deny, whatever this says.
+                self.failed.set(Some(why));
+                f(None).map(|(outcome, _)| outcome)
             }
-            last = Some(outcome);
-        }
-        // Out of attempts: the caller must deny, whatever `last` says.
-        self.gave_up.set(true);
-        match last {
-            Some(outcome) => Ok(outcome),
-            None => f(None).map(|(t, _)| t),
         }
     }
 }
@@ -90,50 +82,58 @@ pub enum Admission {
     },
     /// Shared data was too contended to update: denied, fail closed.
     Contended,
+    /// The identity is new and the table has no room: denied, fail closed.
+    Full,
 }
 
 /// One request limit (per identity), shared across the VMs of a process.
 pub struct RequestLimiter<S: SharedStore> {
     limiter: RateLimiter<String, SharedState<S>, HostClock, NoOpMiddleware<Duration>>,
     clock: HostClock,
-    gave_up: Rc<Cell<bool>>,
-    prefix: String,
+    failed: Rc<Cell<Option<TableError>>>,
+    /// GCRA emission interval and burst tolerance, for usage reports.
+    interval: Duration,
+    burst: u32,
 }
 
 impl<S: SharedStore> RequestLimiter<S> {
-    /// `limit` requests per `period`, admitting up to `burst` at once (at least 1).
-    /// Keys are prefixed with `prefix` in shared data.
+    /// `limit` requests per `period`, admitting up to `burst` at once (at
+    /// least 1), with its state in `table`.
     pub fn new(
         limit: NonZeroU32,
         period: Duration,
         burst: u32,
         store: S,
-        prefix: &str,
+        table: Table,
     ) -> Option<Self> {
         let interval = period.checked_div(limit.get())?;
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(interval)?.allow_burst(burst);
         let clock = HostClock::default(); // zero at construction: measure from the epoch
-        let gave_up = Rc::new(Cell::new(false));
+        let failed = Rc::new(Cell::new(None));
         let state = SharedState {
             store,
-            gave_up: gave_up.clone(),
+            table,
+            clock: clock.clone(),
+            failed: failed.clone(),
         };
         Some(RequestLimiter {
             limiter: RateLimiter::new(quota, state, clock.clone()),
             clock,
-            gave_up,
-            prefix: prefix.to_owned(),
+            failed,
+            interval,
+            burst: burst.get(),
         })
     }
 
     /// Counts one request for `identity` at `now` (since the epoch).
     pub fn check(&self, identity: &str, now: Duration) -> Admission {
         self.clock.0.set(now);
-        let key = format!("{}{identity}", self.prefix);
-        let result = self.limiter.check_key(&key);
-        if self.gave_up.get() {
-            return Admission::Contended;
+        let result = self.limiter.check_key(&identity.to_owned());
+        match self.failed.get() {
+            Some(TableError::Contended) => return Admission::Contended,
+            Some(TableError::Full) => return Admission::Full,
+            None => {}
         }
         match result {
             Ok(()) => Admission::Admitted,
@@ -141,6 +141,26 @@ impl<S: SharedStore> RequestLimiter<S> {
                 retry_after: not_until.wait_time_from(now),
             },
         }
+    }
+
+    /// How many requests an identity whose arrival time is `tat_ns` could
+    /// still make at `now` without waiting (governor's GCRA: a request is
+    /// admitted while its arrival time minus the tolerance is not after now).
+    pub fn remaining(&self, tat_ns: u64, now: Duration) -> u32 {
+        let t = self.interval.as_nanos();
+        let tau = t * u128::from(self.burst - 1);
+        let now = now.as_nanos();
+        let tat = u128::from(tat_ns).max(now);
+        if t == 0 || tat > now + tau {
+            return 0;
+        }
+        let k = (now + tau - tat) / t + 1;
+        u32::try_from(k).unwrap_or(u32::MAX).min(self.burst)
+    }
+
+    /// The burst: requests an idle identity may make at once.
+    pub fn burst(&self) -> u32 {
+        self.burst
     }
 }
 

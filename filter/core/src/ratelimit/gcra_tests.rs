@@ -1,5 +1,6 @@
 use super::*;
 use crate::ratelimit::store::MemoryStore;
+use crate::ratelimit::table::{Table, MAX_CAS_ATTEMPTS};
 
 const T0: Duration = Duration::from_secs(1_700_000_000);
 
@@ -14,7 +15,7 @@ fn limiter(
         Duration::from_secs(period_secs),
         burst,
         store,
-        "rl:test:",
+        Table::new("test", 1_024, 60, period_secs),
     )
     .unwrap()
 }

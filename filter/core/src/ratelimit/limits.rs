@@ -9,8 +9,9 @@ use super::gcra::{Admission, RequestLimiter};
 use super::meter::ResponseMeter;
 use super::page;
 use super::rule::Rule;
-use super::store::{add_in_window, read_in_window, SharedStore};
+use super::store::SharedStore;
 use super::suspend;
+use super::table::{Entry, Table};
 use crate::request::Request;
 use crate::token::verify::VerifiedToken;
 use regorus::Value;
@@ -34,6 +35,9 @@ pub enum LimitDenial {
     },
     /// Shared data too contended to count the request: fail closed (429).
     Contended { rule: String },
+    /// The identity is new and the rule tracks as many live identities as
+    /// it may: fail closed (503) rather than forget a live budget.
+    TableFull { rule: String },
     /// The identity's record budget is spent for this period (429).
     RecordsExhausted { rule: String, retry_after: Duration },
 }
@@ -45,17 +49,25 @@ impl LimitDenial {
             LimitDenial::Suspended { .. } => "suspended",
             LimitDenial::RateLimited { .. } => "rate_limited",
             LimitDenial::Contended { .. } => "rate_limit_contended",
+            LimitDenial::TableFull { .. } => "limit_table_full",
             LimitDenial::RecordsExhausted { .. } => "records_exhausted",
         }
     }
 }
 
-type HostLimiter = RequestLimiter<Rc<dyn SharedStore>>;
+/// One rule with its identity table and request limiter.
+struct RuleState {
+    rule: Rule,
+    table: Table,
+    limiter: Option<RequestLimiter<Rc<dyn SharedStore>>>,
+}
 
 /// Per-VM limit state for one configuration.
 pub struct Limits {
-    rules: Vec<(Rule, Option<HostLimiter>)>,
+    rules: Vec<RuleState>,
     store: Rc<dyn SharedStore>,
+    /// Where the next [`Limits::sweep`] starts, per rule.
+    sweep_from: std::cell::Cell<u32>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -66,15 +78,6 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-fn strike_key(rule: &str, identity: &str) -> String {
-    format!("pal:strike:{rule}:{identity}")
-}
-
-/// Shared-data key of the record counter of `identity` under `rule`.
-pub fn records_key(rule: &str, identity: &str) -> String {
-    format!("pal:rec:{rule}:{identity}")
-}
-
 impl Limits {
     /// Every rule with a request quota gets a limiter; a quota governor
     /// cannot represent was refused when the configuration loaded.
@@ -82,32 +85,38 @@ impl Limits {
         let rules = rules
             .iter()
             .map(|r| {
+                let table = Table::for_rule(r);
                 let limiter = r.requests.as_ref().and_then(|q| {
-                    RequestLimiter::new(
-                        q.limit,
-                        q.period,
-                        q.burst,
-                        store.clone(),
-                        &format!("pal:gcra:{}:", r.name),
-                    )
+                    RequestLimiter::new(q.limit, q.period, q.burst, store.clone(), table.clone())
                 });
-                (r.clone(), limiter)
+                RuleState {
+                    rule: r.clone(),
+                    table,
+                    limiter,
+                }
             })
             .collect();
-        Limits { rules, store }
+        Limits {
+            rules,
+            store,
+            sweep_from: std::cell::Cell::new(0),
+        }
     }
 
     /// An empty set (configurations without `rate_limits`).
     pub fn none(store: Rc<dyn SharedStore>) -> Limits {
-        Limits {
-            rules: Vec::new(),
-            store,
-        }
+        Limits::new(&[], store)
+    }
+
+    /// True if there are rules (and so tables to sweep).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
     }
 
     /// Checks `request` against every matching rule, counting it. On success
-    /// returns `input.usage` (per rule, the identity and what it has spent)
-    /// and a meter for each record budget the response must be counted against.
+    /// returns `input.usage` (per rule, the identity and what it has spent
+    /// and has left, this request included) and a meter for each record
+    /// budget the response must be counted against.
     pub fn check(
         &self,
         request: &Request,
@@ -123,38 +132,41 @@ impl Limits {
         };
         let (method, path) = (text(":method"), text(":path"));
         let secs = now.as_secs();
+        let store = &*self.store;
         let mut usage: BTreeMap<Value, Value> = BTreeMap::new();
         let mut meters = Vec::new();
-        for (rule, limiter) in &self.rules {
+        for state in &self.rules {
+            let rule = &state.rule;
             if !rule.matches(&method, &path) {
                 continue;
             }
+            let name = || rule.name.clone();
             let identity = rule.identity(request, token);
             if let Some(page) = &rule.page {
                 page::check(&path, page).map_err(|e| LimitDenial::PageSize {
-                    rule: rule.name.clone(),
+                    rule: name(),
                     message: e.0,
                 })?;
             }
-            if let Some(until) = suspend::suspended_until(&*self.store, &rule.name, &identity, secs)
-            {
+            let entry = state.table.read(store, &identity);
+            if let Some(until) = suspend::suspended_until(&entry, secs) {
                 return Err(LimitDenial::Suspended {
-                    rule: rule.name.clone(),
+                    rule: name(),
                     until,
                 });
             }
-            if let (Some(limiter), Some(quota)) = (limiter, &rule.requests) {
+            if !state.table.has_room(store, &identity, now) {
+                return Err(LimitDenial::TableFull { rule: name() });
+            }
+            if let (Some(limiter), Some(quota)) = (&state.limiter, &rule.requests) {
                 match limiter.check(&identity, now) {
                     Admission::Admitted => {}
-                    Admission::Contended => {
-                        return Err(LimitDenial::Contended {
-                            rule: rule.name.clone(),
-                        })
-                    }
+                    Admission::Contended => return Err(LimitDenial::Contended { rule: name() }),
+                    Admission::Full => return Err(LimitDenial::TableFull { rule: name() }),
                     Admission::Limited { retry_after } => {
-                        self.strike(rule, &identity, quota.limit.get(), quota.period, secs);
+                        self.strike(state, &identity, quota.limit.get(), now);
                         return Err(LimitDenial::RateLimited {
-                            rule: rule.name.clone(),
+                            rule: name(),
                             retry_after,
                             limit: quota.limit.get(),
                             period: quota.period,
@@ -162,19 +174,26 @@ impl Limits {
                     }
                 }
             }
+            // Read again: this request is now counted.
+            let entry = state.table.read(store, &identity);
             if let Some(budget) = &rule.records {
-                if ResponseMeter::exhausted(budget, &*self.store, &rule.name, &identity, secs) {
-                    let period = budget.period.as_secs().max(1);
+                let window = state.table.record_window();
+                if entry.records.current(window, secs) >= budget.limit {
                     return Err(LimitDenial::RecordsExhausted {
-                        rule: rule.name.clone(),
-                        retry_after: Duration::from_secs(period - secs % period),
+                        rule: name(),
+                        retry_after: Duration::from_secs(window - secs % window),
                     });
                 }
-                meters.push(ResponseMeter::new(&rule.name, &identity, budget));
+                meters.push(ResponseMeter::new(
+                    &state.table,
+                    &rule.name,
+                    &identity,
+                    budget,
+                ));
             }
             usage.insert(
                 Value::from(rule.name.as_str()),
-                self.usage(rule, &identity, secs),
+                Self::usage(state, &identity, &entry, now),
             );
         }
         Ok((Value::from(usage), meters))
@@ -183,14 +202,13 @@ impl Limits {
     /// Called when a response was cut at its record budget: suspends the
     /// identity if the rule says so.
     pub fn budget_spent(&self, meter: &ResponseMeter, now: Duration) {
-        let rule = self
-            .rules
-            .iter()
-            .map(|(r, _)| r)
-            .find(|r| r.name == meter.rule);
-        if let Some(suspend_for) = rule.and_then(|r| r.suspend) {
+        let Some(state) = self.rules.iter().find(|s| s.rule.name == meter.rule) else {
+            return;
+        };
+        if let Some(suspend_for) = state.rule.suspend {
             let until = now.as_secs().saturating_add(suspend_for.as_secs());
-            suspend::suspend(&*self.store, &meter.rule, &meter.identity, until);
+            // Failing to record it changes nothing for this response, which is cut.
+            let _ = suspend::suspend(&state.table, &*self.store, &meter.identity, until, now);
         }
     }
 
@@ -199,44 +217,62 @@ impl Limits {
         &*self.store
     }
 
-    /// Counts a refused request; enough of them in one period suspends.
-    fn strike(&self, rule: &Rule, identity: &str, limit: u32, period: Duration, now: u64) {
-        let Some(suspend_for) = rule.suspend else {
-            return;
-        };
-        let strikes = add_in_window(
-            &*self.store,
-            &strike_key(&rule.name, identity),
-            period.as_secs(),
-            now,
-            1,
-        );
-        if strikes.is_none_or(|s| s >= u64::from(limit)) {
-            suspend::suspend(
-                &*self.store,
-                &rule.name,
-                identity,
-                now.saturating_add(suspend_for.as_secs()),
-            );
+    /// Empties stale entries of up to `budget` buckets, round-robin over
+    /// every rule's table, so shared memory is given back between sweeps.
+    /// Returns how many entries were dropped.
+    pub fn sweep(&self, now: Duration, budget: u32) -> usize {
+        let from = self.sweep_from.get();
+        let mut dropped = 0;
+        let mut next = from;
+        for state in &self.rules {
+            let count = budget.min(state.table.buckets());
+            dropped += state.table.sweep(&*self.store, now, from, count);
+            next = from.wrapping_add(count);
         }
+        self.sweep_from.set(next);
+        dropped
     }
 
-    fn usage(&self, rule: &Rule, identity: &str, now: u64) -> Value {
+    /// Counts a refused request; as many in one period as the limit allows
+    /// suspends, when the rule says so.
+    fn strike(&self, state: &RuleState, identity: &str, limit: u32, now: Duration) {
+        let Some(suspend_for) = state.rule.suspend else {
+            return;
+        };
+        let secs = now.as_secs();
+        let window = state.table.strike_window();
+        // The request is refused whatever happens here.
+        let _ = state.table.update(&*self.store, identity, now, |e| {
+            if e.strikes.add(window, secs, 1) >= u64::from(limit) {
+                e.suspended_until = e
+                    .suspended_until
+                    .max(secs.saturating_add(suspend_for.as_secs()));
+            }
+        });
+    }
+
+    /// `input.usage` for one rule: the identity, and per limit what it
+    /// allows, what is spent and what remains.
+    fn usage(state: &RuleState, identity: &str, entry: &Entry, now: Duration) -> Value {
         let mut u: BTreeMap<Value, Value> = BTreeMap::new();
         u.insert("identity".into(), identity.into());
-        if let Some(q) = &rule.requests {
+        if let (Some(q), Some(limiter)) = (&state.rule.requests, &state.limiter) {
+            let remaining = limiter.remaining(entry.tat_ns, now);
             let mut r: BTreeMap<Value, Value> = BTreeMap::new();
             r.insert("limit".into(), Value::from(q.limit.get()));
             r.insert("period_seconds".into(), Value::from(q.period.as_secs()));
+            r.insert("burst".into(), Value::from(limiter.burst()));
+            r.insert("remaining".into(), Value::from(remaining));
+            r.insert(
+                "spent".into(),
+                Value::from(limiter.burst().saturating_sub(remaining)),
+            );
             u.insert("requests".into(), Value::from(r));
         }
-        if let Some(b) = &rule.records {
-            let spent = read_in_window(
-                &*self.store,
-                &records_key(&rule.name, identity),
-                b.period.as_secs(),
-                now,
-            );
+        if let Some(b) = &state.rule.records {
+            let spent = entry
+                .records
+                .current(state.table.record_window(), now.as_secs());
             let mut r: BTreeMap<Value, Value> = BTreeMap::new();
             r.insert("limit".into(), Value::from(b.limit));
             r.insert("period_seconds".into(), Value::from(b.period.as_secs()));

@@ -114,14 +114,57 @@ fn hammering_past_the_limit_suspends_on_every_covered_route() {
 }
 
 #[test]
-fn usage_is_reported_for_the_policy() {
-    let limits = Limits::new(&[bulk()], Rc::new(MemoryStore::default()));
-    let (usage, meters) = limits
-        .check(&get("/api/v1/customers", "1.1.1.1:1"), None, at(T0))
-        .unwrap();
-    assert!(meters.is_empty(), "no record budget in this rule");
-    assert_eq!(usage["bulk"]["identity"], Value::from("peer=1.1.1.1"));
-    assert_eq!(usage["bulk"]["requests"]["limit"], Value::from(5u32));
+fn usage_reports_what_is_spent_and_what_remains() {
+    let r = rule(serde_json::json!({
+        "name": "bulk",
+        "match": {"path_prefix": "/api/v1/customers"},
+        "requests": {"limit": 5, "period_seconds": 60, "burst": 3},
+        "records": {"limit": 10, "period_seconds": 300, "count": {"json_array": "/items"}},
+    }));
+    let limits = Limits::new(&[r], Rc::new(MemoryStore::default()));
+    let req = get("/api/v1/customers", "1.1.1.1:1");
+    let (usage, mut meters) = limits.check(&req, None, at(T0)).unwrap();
+    let u = &usage["bulk"];
+    assert_eq!(u["identity"], Value::from("peer=1.1.1.1"));
+    let requests = &u["requests"];
+    assert_eq!(requests["limit"], Value::from(5u32));
+    assert_eq!(requests["burst"], Value::from(3u32));
+    assert_eq!(requests["spent"], Value::from(1u32), "this request counts");
+    assert_eq!(requests["remaining"], Value::from(2u32));
+    assert_eq!(u["records"]["spent"], Value::from(0u64));
+    assert_eq!(u["records"]["remaining"], Value::from(10u64));
+    meters[0].on_body(br#"{"items":[1,2,3,4]}"#, limits.store(), at(T0));
+    let (usage, _) = limits.check(&req, None, at(T0)).unwrap();
+    assert_eq!(usage["bulk"]["requests"]["remaining"], Value::from(1u32));
+    assert_eq!(usage["bulk"]["records"]["spent"], Value::from(4u64));
+    assert_eq!(usage["bulk"]["records"]["remaining"], Value::from(6u64));
+    // One interval (12 s) later one request has refilled; this one spends it.
+    let (usage, _) = limits.check(&req, None, at(T0 + 12)).unwrap();
+    assert_eq!(usage["bulk"]["requests"]["remaining"], Value::from(1u32));
+    // A minute of quiet refills the burst.
+    let (usage, _) = limits.check(&req, None, at(T0 + 72)).unwrap();
+    assert_eq!(usage["bulk"]["requests"]["remaining"], Value::from(2u32));
+}
+
+#[test]
+fn a_full_identity_table_refuses_newcomers_not_members() {
+    let mut r = bulk();
+    r.max_identities = 16; // one bucket
+    let limits = Limits::new(&[r], Rc::new(MemoryStore::default()));
+    for i in 0..16 {
+        let req = get("/api/v1/customers", &format!("10.0.0.{i}:1"));
+        assert!(limits.check(&req, None, at(T0)).is_ok(), "{i}");
+    }
+    let newcomer = get("/api/v1/customers", "10.0.1.1:1");
+    assert_eq!(
+        limits.check(&newcomer, None, at(T0)).unwrap_err().reason(),
+        "limit_table_full"
+    );
+    let member = get("/api/v1/customers", "10.0.0.3:1");
+    assert!(limits.check(&member, None, at(T0)).is_ok());
+    // Idle entries are swept; then there is room again.
+    assert_eq!(limits.sweep(at(T0 + 60), 1), 16);
+    assert!(limits.check(&newcomer, None, at(T0 + 60)).is_ok());
 }
 
 #[test]
@@ -135,7 +178,7 @@ fn a_spent_record_budget_refuses_and_suspends() {
     let limits = Limits::new(&[r], Rc::new(MemoryStore::default()));
     let req = get("/api/v1/customers", "7.7.7.7:1");
     let (_, mut meters) = limits.check(&req, None, at(T0)).unwrap();
-    let action = meters[0].on_body(br#"{"items":[1,2,3,4,5]}"#, limits.store(), T0);
+    let action = meters[0].on_body(br#"{"items":[1,2,3,4,5]}"#, limits.store(), at(T0));
     assert!(matches!(
         action,
         crate::ratelimit::meter::BodyAction::Truncate(_)

@@ -7,10 +7,11 @@
 //! share the budget exactly; the client never receives a record past it, not
 //! even part of one.
 
-use super::limits::records_key;
 use super::rule::{CountSpec, RecordBudget};
 use super::store::SharedStore;
+use super::table::Table;
 use crate::records::{CountMode, RecordCounter};
+use std::time::Duration;
 
 /// What to do with the response headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,7 @@ pub enum BodyAction {
 pub struct ResponseMeter {
     pub rule: String,
     pub identity: String,
+    table: Table,
     budget: RecordBudget,
     counter: Option<RecordCounter>,
     /// Records let through so far in this body.
@@ -49,7 +51,8 @@ pub struct ResponseMeter {
 }
 
 impl ResponseMeter {
-    pub fn new(rule: &str, identity: &str, budget: &RecordBudget) -> ResponseMeter {
+    /// A meter charging `identity`'s entry in `table` (the table of `rule`).
+    pub fn new(table: &Table, rule: &str, identity: &str, budget: &RecordBudget) -> ResponseMeter {
         let counter = match &budget.count {
             CountSpec::JsonArray(pointer) => RecordCounter::new(CountMode::JsonArray {
                 pointer: pointer.clone(),
@@ -61,6 +64,7 @@ impl ResponseMeter {
         ResponseMeter {
             rule: rule.to_owned(),
             identity: identity.to_owned(),
+            table: table.clone(),
             budget: budget.clone(),
             counter,
             counted: 0,
@@ -85,28 +89,12 @@ impl ResponseMeter {
         self.cut
     }
 
-    /// True if this identity's budget is spent (for the request-side check).
-    pub fn exhausted<S: SharedStore + ?Sized>(
-        budget: &RecordBudget,
-        store: &S,
-        rule: &str,
-        identity: &str,
-        now: u64,
-    ) -> bool {
-        super::store::read_in_window(
-            store,
-            &records_key(rule, identity),
-            budget.period.as_secs(),
-            now,
-        ) >= budget.limit
-    }
-
     /// Looks at the response headers (`name` lowercase, `:status` included).
     pub fn on_headers<S: SharedStore + ?Sized>(
         &mut self,
         header: impl Fn(&str) -> Option<String>,
         store: &S,
-        now: u64,
+        now: Duration,
     ) -> HeaderAction {
         // Error answers carry no records: not metered.
         if !header(":status").is_some_and(|s| s.starts_with('2')) {
@@ -149,7 +137,7 @@ impl ResponseMeter {
         &mut self,
         chunk: &[u8],
         store: &S,
-        now: u64,
+        now: Duration,
     ) -> BodyAction {
         if !self.active {
             return BodyAction::Pass;
@@ -198,15 +186,20 @@ impl ResponseMeter {
 
     /// Takes up to `want` records from the shared budget; returns how many,
     /// or `None` if shared data was too contended.
-    fn try_reserve<S: SharedStore + ?Sized>(&self, store: &S, want: u64, now: u64) -> Option<u64> {
-        super::store::reserve_in_window(
-            store,
-            &records_key(&self.rule, &self.identity),
-            self.budget.period.as_secs(),
-            now,
-            want,
-            self.budget.limit,
-        )
+    fn try_reserve<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        want: u64,
+        now: Duration,
+    ) -> Option<u64> {
+        let (window, limit, secs) = (self.table.record_window(), self.budget.limit, now.as_secs());
+        self.table
+            .update(store, &self.identity, now, |e| {
+                let grant = want.min(limit.saturating_sub(e.records.current(window, secs)));
+                e.records.add(window, secs, grant);
+                grant
+            })
+            .ok()
     }
 }
 

@@ -1,8 +1,26 @@
 use super::*;
 use crate::ratelimit::store::MemoryStore;
+use crate::ratelimit::table::Table;
 use std::time::Duration;
 
 const T0: u64 = 1_700_000_100;
+
+fn at(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+fn table() -> Table {
+    Table::new("bulk", 1_024, 300, 60)
+}
+
+fn meter(rule: &str, identity: &str, b: &RecordBudget) -> ResponseMeter {
+    ResponseMeter::new(&table(), rule, identity, b)
+}
+
+/// True if `identity`'s budget `b` is spent at `now`.
+fn exhausted(b: &RecordBudget, store: &MemoryStore, identity: &str, now: u64) -> bool {
+    table().read(store, identity).records.current(300, now) >= b.limit
+}
 
 fn budget(limit: u64, count: CountSpec) -> RecordBudget {
     RecordBudget {
@@ -23,7 +41,7 @@ fn page(from: u64, n: u64) -> String {
 fn stream(meter: &mut ResponseMeter, store: &MemoryStore, body: &str, chunk: usize) -> String {
     let mut out = Vec::new();
     for piece in body.as_bytes().chunks(chunk) {
-        match meter.on_body(piece, store, T0) {
+        match meter.on_body(piece, store, at(T0)) {
             BodyAction::Pass => out.extend_from_slice(piece),
             BodyAction::Truncate(n) => out.extend_from_slice(&piece[..n]),
         }
@@ -35,7 +53,7 @@ fn stream(meter: &mut ResponseMeter, store: &MemoryStore, body: &str, chunk: usi
 fn under_budget_passes_whole() {
     let store = MemoryStore::default();
     let b = budget(10, CountSpec::JsonArray("/items".into()));
-    let mut m = ResponseMeter::new("bulk", "sub=x", &b);
+    let mut m = meter("bulk", "sub=x", &b);
     let body = page(0, 4);
     assert_eq!(stream(&mut m, &store, &body, 7), body);
     assert_eq!((m.records(), m.truncated()), (4, false));
@@ -46,12 +64,12 @@ fn the_client_never_gets_a_record_past_the_budget() {
     for chunk in [1, 3, 16, 1000] {
         let store = MemoryStore::default();
         let b = budget(5, CountSpec::JsonArray("/items".into()));
-        let mut m = ResponseMeter::new("bulk", "sub=x", &b);
+        let mut m = meter("bulk", "sub=x", &b);
         let got = stream(&mut m, &store, &page(0, 8), chunk);
         assert_eq!(got.matches("\"id\"").count(), 5, "chunk {chunk}: {got}");
         assert!(!got.contains("\"5\""), "chunk {chunk}: {got}");
         assert!(m.truncated());
-        assert!(ResponseMeter::exhausted(&b, &store, "bulk", "sub=x", T0));
+        assert!(exhausted(&b, &store, "sub=x", T0));
     }
 }
 
@@ -59,10 +77,7 @@ fn the_client_never_gets_a_record_past_the_budget() {
 fn concurrent_responses_share_one_budget() {
     let store = MemoryStore::default();
     let b = budget(6, CountSpec::JsonArray("/items".into()));
-    let (mut a, mut c) = (
-        ResponseMeter::new("bulk", "sub=x", &b),
-        ResponseMeter::new("bulk", "sub=x", &b),
-    );
+    let (mut a, mut c) = (meter("bulk", "sub=x", &b), meter("bulk", "sub=x", &b));
     let (pa, pc) = (page(0, 5), page(100, 5));
     let (ca, cc): (Vec<&[u8]>, Vec<&[u8]>) = (
         pa.as_bytes().chunks(9).collect(),
@@ -73,7 +88,7 @@ fn concurrent_responses_share_one_budget() {
     for i in 0..ca.len().max(cc.len()) {
         for (m, pieces, out) in [(&mut a, &ca, &mut out_a), (&mut c, &cc, &mut out_c)] {
             let Some(piece) = pieces.get(i) else { continue };
-            let n = match m.on_body(piece, &store, T0) {
+            let n = match m.on_body(piece, &store, at(T0)) {
                 BodyAction::Pass => piece.len(),
                 BodyAction::Truncate(n) => n,
             };
@@ -90,28 +105,22 @@ fn concurrent_responses_share_one_budget() {
 fn the_budget_refills_next_window() {
     let store = MemoryStore::default();
     let b = budget(2, CountSpec::Ndjson);
-    let mut m = ResponseMeter::new("bulk", "sub=x", &b);
+    let mut m = meter("bulk", "sub=x", &b);
     assert_eq!(
-        m.on_body(b"{}\n{}\n{}\n", &store, T0),
+        m.on_body(b"{}\n{}\n{}\n", &store, at(T0)),
         BodyAction::Truncate(6)
     );
-    assert!(ResponseMeter::exhausted(&b, &store, "bulk", "sub=x", T0));
-    assert!(!ResponseMeter::exhausted(
-        &b,
-        &store,
-        "bulk",
-        "sub=x",
-        T0 + 300
-    ));
+    assert!(exhausted(&b, &store, "sub=x", T0));
+    assert!(!exhausted(&b, &store, "sub=x", T0 + 300));
 }
 
 #[test]
 fn malformed_bodies_are_cut() {
     let store = MemoryStore::default();
     let b = budget(100, CountSpec::JsonArray("/items".into()));
-    let mut m = ResponseMeter::new("bulk", "sub=x", &b);
+    let mut m = meter("bulk", "sub=x", &b);
     assert_eq!(
-        m.on_body(b"{\"items\": [1, 2,, 3]}", &store, T0),
+        m.on_body(b"{\"items\": [1, 2,, 3]}", &store, at(T0)),
         BodyAction::Truncate(0)
     );
     assert!(m.truncated());
@@ -125,15 +134,15 @@ fn header_counts_are_charged_and_refused_over_budget() {
         ":status" => Some("200".to_owned()),
         _ => Some("60".to_owned()),
     };
-    let mut m = ResponseMeter::new("bulk", "sub=x", &b);
-    assert_eq!(m.on_headers(ok, &store, T0), HeaderAction::Continue);
-    let mut m2 = ResponseMeter::new("bulk", "sub=x", &b);
-    assert_eq!(m2.on_headers(ok, &store, T0), HeaderAction::Refuse);
+    let mut m = meter("bulk", "sub=x", &b);
+    assert_eq!(m.on_headers(ok, &store, at(T0)), HeaderAction::Continue);
+    let mut m2 = meter("bulk", "sub=x", &b);
+    assert_eq!(m2.on_headers(ok, &store, at(T0)), HeaderAction::Refuse);
     assert!(m2.budget_exhausted());
-    let mut m3 = ResponseMeter::new("bulk", "sub=y", &b);
+    let mut m3 = meter("bulk", "sub=y", &b);
     let no_count = |name: &str| (name == ":status").then(|| "200".to_owned());
     assert_eq!(
-        m3.on_headers(no_count, &store, T0),
+        m3.on_headers(no_count, &store, at(T0)),
         HeaderAction::Refuse,
         "no count, no records"
     );
@@ -144,25 +153,25 @@ fn header_counts_are_charged_and_refused_over_budget() {
 fn errors_are_not_metered_and_compressed_bodies_are_cut_without_blame() {
     let store = MemoryStore::default();
     let b = budget(1, CountSpec::JsonArray("/items".into()));
-    let mut m = ResponseMeter::new("bulk", "sub=x", &b);
+    let mut m = meter("bulk", "sub=x", &b);
     let error = |name: &str| (name == ":status").then(|| "503".to_owned());
-    assert_eq!(m.on_headers(error, &store, T0), HeaderAction::Continue);
+    assert_eq!(m.on_headers(error, &store, at(T0)), HeaderAction::Continue);
     assert_eq!(
-        m.on_body(b"upstream down [[[", &store, T0),
+        m.on_body(b"upstream down [[[", &store, at(T0)),
         BodyAction::Pass
     );
-    let mut g = ResponseMeter::new("bulk", "sub=x", &b);
+    let mut g = meter("bulk", "sub=x", &b);
     let gzip = |name: &str| match name {
         ":status" => Some("200".to_owned()),
         "content-encoding" => Some("gzip".to_owned()),
         _ => None,
     };
     assert_eq!(
-        g.on_headers(gzip, &store, T0),
+        g.on_headers(gzip, &store, at(T0)),
         HeaderAction::DropContentLength
     );
     assert_eq!(
-        g.on_body(b"\x1f\x8b...", &store, T0),
+        g.on_body(b"\x1f\x8b...", &store, at(T0)),
         BodyAction::Truncate(0)
     );
     assert!(g.truncated() && !g.budget_exhausted());

@@ -1,5 +1,6 @@
 //! Limits on bulk customer-data endpoints, per identity: request rates
-//! (GCRA, exact across workers), page sizes, and suspension.
+//! (GCRA, exact across workers), record budgets, page sizes and suspension,
+//! kept per identity in a bounded table in shared data.
 
 pub mod gcra;
 pub mod limits;
@@ -8,3 +9,4 @@ pub mod page;
 pub mod rule;
 pub mod store;
 pub mod suspend;
+pub mod table;

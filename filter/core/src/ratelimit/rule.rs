@@ -47,10 +47,16 @@ pub struct Rule {
     pub records: Option<RecordBudget>,
     pub page: Option<PageSize>,
     pub suspend: Option<Duration>,
+    /// Live identities the rule can track at once; see [`super::table`].
+    pub max_identities: u32,
 }
 
 /// Largest burst a request limit may allow.
 pub const MAX_BURST: u32 = 1_000_000;
+
+/// Bounds of `max_identities`: one bucket, and 64 MiB of shared data per rule.
+pub const MIN_IDENTITIES: u32 = super::table::SLOTS as u32;
+pub const MAX_IDENTITIES: u32 = 1 << 20;
 
 /// Longest period or suspension a rule may ask for (30 days).
 pub const MAX_PERIOD_SECONDS: u64 = 30 * 24 * 3600;
@@ -179,6 +185,14 @@ impl Rule {
             0 => None,
             s => Some(period(s, "suspend_seconds")?),
         };
+        let max_identities = raw
+            .max_identities
+            .unwrap_or(super::table::DEFAULT_MAX_IDENTITIES);
+        if !(MIN_IDENTITIES..=MAX_IDENTITIES).contains(&max_identities) {
+            return Err(format!(
+                "{path}.max_identities: must be between {MIN_IDENTITIES} and {MAX_IDENTITIES}"
+            ));
+        }
         Ok(Rule {
             name: raw.name.clone(),
             path_prefix: prefix.clone(),
@@ -188,6 +202,7 @@ impl Rule {
             records,
             page,
             suspend,
+            max_identities,
         })
     }
 
@@ -274,6 +289,7 @@ mod tests {
                 max: 500,
             }),
             suspend_seconds: 900,
+            max_identities: None,
         }
     }
 

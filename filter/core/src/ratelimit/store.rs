@@ -24,6 +24,13 @@ pub struct MemoryStore {
     pub fail_next_writes: RefCell<u32>,
 }
 
+impl MemoryStore {
+    /// Every key ever written (shared data never forgets a key).
+    pub fn keys(&self) -> Vec<String> {
+        self.entries.borrow().keys().cloned().collect()
+    }
+}
+
 impl SharedStore for MemoryStore {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         self.entries.borrow().get(key).cloned()
@@ -80,88 +87,6 @@ pub fn create_if_absent<S: SharedStore + ?Sized>(store: &S, key: &str) {
     let _ = store.set(key, &[], fresh);
 }
 
-/// Adds `n` to a counter that restarts every `window` seconds (windows are
-/// aligned to the epoch) and returns the new total, or `None` if shared data
-/// was too contended to update (callers fail closed).
-pub fn add_in_window<S: SharedStore + ?Sized>(
-    store: &S,
-    key: &str,
-    window: u64,
-    now_secs: u64,
-    n: u64,
-) -> Option<u64> {
-    update_window(store, key, window, now_secs, |_| n).map(|(_, total)| total)
-}
-
-/// Takes up to `want` from a budget of `limit` per window: adds
-/// `min(want, limit - used)` to the window's counter and returns that grant,
-/// or `None` if shared data was too contended (callers grant nothing).
-pub fn reserve_in_window<S: SharedStore + ?Sized>(
-    store: &S,
-    key: &str,
-    window: u64,
-    now_secs: u64,
-    want: u64,
-    limit: u64,
-) -> Option<u64> {
-    update_window(store, key, window, now_secs, |used| {
-        want.min(limit.saturating_sub(used))
-    })
-    .map(|(added, _)| added)
-}
-
-/// Adds `amount(used)` to the window counter at `key` by compare-and-swap;
-/// returns what was added and the new total.
-fn update_window<S: SharedStore + ?Sized>(
-    store: &S,
-    key: &str,
-    window: u64,
-    now_secs: u64,
-    amount: impl Fn(u64) -> u64,
-) -> Option<(u64, u64)> {
-    let start = now_secs - now_secs % window.max(1);
-    for _ in 0..super::gcra::MAX_CAS_ATTEMPTS {
-        let Some((bytes, cas)) = store.get(key) else {
-            create_if_absent(store, key);
-            continue;
-        };
-        let (start, used) = current_window(&bytes, start);
-        let added = amount(used);
-        let total = used.saturating_add(added);
-        let mut value = start.to_le_bytes().to_vec();
-        value.extend(total.to_le_bytes());
-        if store.set(key, &value, cas).is_ok() {
-            return Some((added, total));
-        }
-    }
-    None
-}
-
-/// The count in the current window (0 if none), as seen from `now_secs`.
-pub fn read_in_window<S: SharedStore + ?Sized>(
-    store: &S,
-    key: &str,
-    window: u64,
-    now_secs: u64,
-) -> u64 {
-    let start = now_secs - now_secs % window.max(1);
-    store
-        .get(key)
-        .map_or(0, |(bytes, _)| current_window(&bytes, start).1)
-}
-
-/// The window a stored counter belongs to and its count, from the view of a
-/// caller in window `start`: an older window is over (count 0); a later one
-/// (another worker's clock is ahead) is kept, never reset.
-fn current_window(bytes: &[u8], start: u64) -> (u64, u64) {
-    let stored_start = bytes.get(..8).and_then(read_u64);
-    let stored = bytes.get(8..).and_then(read_u64).unwrap_or(0);
-    match stored_start {
-        Some(s) if s >= start => (s, stored),
-        _ => (start, 0),
-    }
-}
-
 /// A `u64` stored as 8 little-endian bytes.
 pub fn read_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.try_into().ok()?))
@@ -172,45 +97,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn window_counter_adds_and_restarts() {
-        let s = MemoryStore::default();
-        assert_eq!(add_in_window(&s, "k", 300, 1_000, 2), Some(2));
-        assert_eq!(add_in_window(&s, "k", 300, 1_199, 3), Some(5));
-        assert_eq!(read_in_window(&s, "k", 300, 1_199), 5);
-        assert_eq!(add_in_window(&s, "k", 300, 1_200, 1), Some(1), "new window");
-        assert_eq!(
-            read_in_window(&s, "k", 300, 1_500),
-            0,
-            "a later window starts empty"
-        );
-    }
-
-    #[test]
     fn creating_a_key_never_overwrites_one_another_worker_just_created() {
         let s = MemoryStore::default();
-        // Worker A and B both saw the key missing; A creates it and counts.
+        // Workers A and B both saw the key missing; A creates it and writes.
         create_if_absent(&s, "k");
-        assert_eq!(add_in_window(&s, "k", 300, 1_000, 7), Some(7));
-        // B's late creation must not wipe A's count.
+        let (_, cas) = s.get("k").unwrap();
+        s.set("k", b"state", cas).unwrap();
+        // B's late creation must not wipe A's state.
         create_if_absent(&s, "k");
-        assert_eq!(read_in_window(&s, "k", 300, 1_000), 7);
-    }
-
-    #[test]
-    fn a_late_clock_does_not_reset_a_newer_window() {
-        let s = MemoryStore::default();
-        assert_eq!(add_in_window(&s, "k", 300, 1_200, 5), Some(5));
-        assert_eq!(
-            add_in_window(&s, "k", 300, 1_199, 1),
-            Some(6),
-            "counted in the newer window"
-        );
-    }
-
-    #[test]
-    fn window_counter_gives_up_under_contention() {
-        let s = MemoryStore::default();
-        *s.fail_next_writes.borrow_mut() = 1_000;
-        assert_eq!(add_in_window(&s, "k", 60, 0, 1), None);
+        assert_eq!(s.get("k").unwrap().0, b"state");
     }
 }
