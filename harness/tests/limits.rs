@@ -223,3 +223,59 @@ fn four_vms_contending_on_one_bucket_keep_every_identity_exact() {
         assert_eq!(n, 3, "identity {who}");
     }
 }
+
+#[test]
+fn a_policy_reads_usage_and_demands_step_up_before_the_budget_runs_out() {
+    let mut c = support::demo_config();
+    c["rate_limits"] = json!([{
+        "name": "customer-bulk",
+        "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
+        "requests": {"limit": 60, "period_seconds": 60, "burst": 10},
+        "records": {"limit": 100, "period_seconds": 300, "count": {"json_array": "/items"}}
+    }]);
+    c["policy"]["modules"] = json!({"step_up.rego": r#"package envoy.authz
+import rego.v1
+default allow := false
+usage := input.usage["customer-bulk"]
+allow if usage.records.remaining >= 50
+allow if "mfa" in input.token.payload.amr
+"#});
+    let config = c.to_string().into_bytes();
+    let keys = support::repo().join("envoy/test-keys");
+    let key = tokens::key(&keys, "rs256").unwrap();
+    let plain = key
+        .mint(&tokens::claims(NOW, &json!({"sub": "data-export"})))
+        .unwrap();
+    let stepped_up = key
+        .mint(&tokens::claims(
+            NOW,
+            &json!({"sub": "data-export", "amr": ["pwd", "mfa"]}),
+        ))
+        .unwrap();
+    let clock = FakeClock::at(Duration::from_secs(NOW));
+    let mut vm = Vm::start(support::module(), &config, clock, SharedSpace::new()).unwrap();
+    let hits = std::cell::Cell::new(0);
+    let mut sixty = |_: &_| {
+        hits.set(hits.get() + 1);
+        let items: Vec<_> = (0..60).map(|i| json!({"id": i})).collect();
+        UpstreamResponse {
+            body: json!({"items": items}).to_string().into_bytes(),
+            ..UpstreamResponse::default()
+        }
+    };
+    let first = vm.handle(&request(&plain), &mut sixty);
+    assert_eq!(first.status, 200, "{:?}", first.decision());
+    // 40 records remain: the policy now wants a stepped-up token.
+    let second = vm.handle(&request(&plain), &mut sixty);
+    assert_eq!(second.status, 403, "{:?}", second.decision());
+    assert_eq!(hits.get(), 1, "the upstream was not reached");
+    let third = vm.handle(&request(&stepped_up), &mut sixty);
+    assert_eq!(third.status, 200, "{:?}", third.decision());
+    assert_eq!(
+        String::from_utf8_lossy(&third.body)
+            .matches("\"id\"")
+            .count(),
+        40,
+        "and the budget still holds"
+    );
+}

@@ -79,7 +79,8 @@ impl ResponseMeter {
         self.exhausted
     }
 
-    /// Records let through so far.
+    /// Records charged so far: those let through, and at least one for a
+    /// body that passed at all.
     pub fn records(&self) -> u64 {
         self.counted
     }
@@ -110,14 +111,18 @@ impl ResponseMeter {
                     self.cut = true;
                     return HeaderAction::Refuse;
                 };
-                let granted = self.try_reserve(store, n, now);
-                self.counted = granted.unwrap_or(0);
-                if granted == Some(n) {
-                    HeaderAction::Continue
-                } else {
-                    self.exhausted = granted.is_some();
-                    self.cut = true;
-                    HeaderAction::Refuse
+                // All or nothing: a refused response delivers no records, so
+                // it is charged none; asking past the budget still suspends.
+                match self.try_reserve_all(store, n, now) {
+                    Some(true) => {
+                        self.counted = n;
+                        HeaderAction::Continue
+                    }
+                    answer => {
+                        self.exhausted = answer.is_some();
+                        self.cut = true;
+                        HeaderAction::Refuse
+                    }
                 }
             }
             _ => {
@@ -156,7 +161,16 @@ impl ResponseMeter {
             self.cut = true;
             return BodyAction::Truncate(0);
         }
-        let wanted = probe.records().saturating_sub(self.counted);
+        // A body is at least one record: a response without the array at the
+        // pointer (one customer's record, say) is charged as one, before any
+        // of it passes, so reading records one by one is budgeted too. A list
+        // spends this unit on its first element.
+        let due = if chunk.is_empty() {
+            probe.records()
+        } else {
+            probe.records().max(1)
+        };
+        let wanted = due.saturating_sub(self.counted);
         let granted = if wanted == 0 {
             0
         } else {
@@ -170,6 +184,11 @@ impl ResponseMeter {
             }
         };
         let allowed = self.counted + granted;
+        if allowed == 0 && !chunk.is_empty() {
+            // Not even the first record was granted: nothing passes.
+            self.cut = true;
+            return BodyAction::Truncate(0);
+        }
         let Some(counter) = self.counter.as_mut() else {
             return BodyAction::Pass;
         };
@@ -182,6 +201,26 @@ impl ResponseMeter {
             }
             None => BodyAction::Pass,
         }
+    }
+
+    /// Takes exactly `n` records from the shared budget if that many remain;
+    /// `None` if shared data was too contended.
+    fn try_reserve_all<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        n: u64,
+        now: Duration,
+    ) -> Option<bool> {
+        let (window, limit, secs) = (self.table.record_window(), self.budget.limit, now.as_secs());
+        self.table
+            .update(store, &self.identity, now, |e| {
+                let fits = e.records.current(window, secs).saturating_add(n) <= limit;
+                if fits {
+                    e.records.add(window, secs, n);
+                }
+                fits
+            })
+            .ok()
     }
 
     /// Takes up to `want` records from the shared budget; returns how many,

@@ -138,7 +138,20 @@ fn header_counts_are_charged_and_refused_over_budget() {
     assert_eq!(m.on_headers(ok, &store, at(T0)), HeaderAction::Continue);
     let mut m2 = meter("bulk", "sub=x", &b);
     assert_eq!(m2.on_headers(ok, &store, at(T0)), HeaderAction::Refuse);
-    assert!(m2.budget_exhausted());
+    assert!(m2.budget_exhausted(), "asking past the budget suspends");
+    assert_eq!(m2.records(), 0);
+    assert_eq!(
+        table().read(&store, "sub=x").records.current(300, T0),
+        60,
+        "a refused response is charged nothing"
+    );
+    let forty = |name: &str| match name {
+        ":status" => Some("200".to_owned()),
+        _ => Some(" 40 ".to_owned()),
+    };
+    let mut m4 = meter("bulk", "sub=x", &b);
+    assert_eq!(m4.on_headers(forty, &store, at(T0)), HeaderAction::Continue);
+    assert_eq!(m4.records(), 40, "what remains can still be read");
     let mut m3 = meter("bulk", "sub=y", &b);
     let no_count = |name: &str| (name == ":status").then(|| "200".to_owned());
     assert_eq!(
@@ -175,4 +188,35 @@ fn errors_are_not_metered_and_compressed_bodies_are_cut_without_blame() {
         BodyAction::Truncate(0)
     );
     assert!(g.truncated() && !g.budget_exhausted());
+}
+
+#[test]
+fn a_single_record_response_costs_one_record() {
+    let store = MemoryStore::default();
+    let b = budget(2, CountSpec::JsonArray("/items".into()));
+    let one = r#"{"id":"42","name":"Ada","email":"ada@example.com"}"#;
+    for _ in 0..2 {
+        let mut m = meter("bulk", "sub=x", &b);
+        assert_eq!(stream(&mut m, &store, one, 5), one);
+        assert_eq!((m.records(), m.truncated()), (1, false));
+    }
+    assert!(exhausted(&b, &store, "sub=x", T0));
+    // A third read would be past the budget: not a byte of it passes.
+    let mut m = meter("bulk", "sub=x", &b);
+    assert_eq!(stream(&mut m, &store, one, 5), "");
+    assert!(m.truncated() && m.budget_exhausted());
+}
+
+#[test]
+fn a_list_spends_its_first_unit_on_its_first_element() {
+    let store = MemoryStore::default();
+    let b = budget(10, CountSpec::JsonArray("/items".into()));
+    let mut m = meter("bulk", "sub=x", &b);
+    assert_eq!(stream(&mut m, &store, &page(0, 3), 1), page(0, 3));
+    assert_eq!(m.records(), 3, "not 4");
+    let mut empty = meter("bulk", "sub=x", &b);
+    let body = r#"{"items":[]}"#;
+    assert_eq!(stream(&mut empty, &store, body, 4), body);
+    assert_eq!(empty.records(), 1, "an empty page still costs one");
+    assert_eq!(table().read(&store, "sub=x").records.current(300, T0), 4);
 }
