@@ -39,13 +39,26 @@ pub struct RequestInfo {
     pub headers: Vec<(String, String)>,
 }
 
-/// A JSON response. Every reply of this API is JSON, errors included.
+/// How a reply's body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON document (`application/json`).
+    Json,
+    /// The body is an array, written one element per line
+    /// (`application/x-ndjson`), as bulk exports often are.
+    Ndjson,
+}
+
+/// A response. Every reply of this API is JSON (or NDJSON), errors included.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    pub format: Format,
     /// Value for an `allow` header; set on 405 replies as HTTP requires.
     pub allow: Option<&'static str>,
+    /// Value for `x-record-count`: how many records this reply holds.
+    pub record_count: Option<usize>,
 }
 
 impl Reply {
@@ -53,15 +66,40 @@ impl Reply {
         Self {
             status: 200,
             body,
+            format: Format::Json,
             allow: None,
+            record_count: None,
         }
     }
 
     fn error(status: u16, message: &str) -> Self {
         Self {
-            status,
             body: json!({ "error": message }),
-            allow: None,
+            status,
+            ..Self::ok(Value::Null)
+        }
+    }
+
+    /// The body as sent on the wire.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        match (self.format, &self.body) {
+            (Format::Ndjson, Value::Array(lines)) => {
+                let mut out = Vec::new();
+                for line in lines {
+                    out.extend(line.to_string().into_bytes());
+                    out.push(b'\n');
+                }
+                out
+            }
+            _ => self.body.to_string().into_bytes(),
+        }
+    }
+
+    /// The `content-type` of the body.
+    pub fn content_type(&self) -> &'static str {
+        match self.format {
+            Format::Json => "application/json",
+            Format::Ndjson => "application/x-ndjson",
         }
     }
 
@@ -125,10 +163,15 @@ impl App {
             "/health" if get => Reply::ok(json!({ "status": "ok" })),
             "/api/v1/customers" if get => self.list_customers(query),
             "/api/v1/orders" if get => self.list_orders(query),
+            "/api/v1/exports/customers" if get => self.export_customers(query),
             "/__demo/hits" if get => self.hits_report(),
             "/__demo/last" if get => self.last_report(),
             "/__demo/reset" if req.method == "POST" => self.reset(),
-            "/health" | "/api/v1/customers" | "/api/v1/orders" | "/__demo/hits"
+            "/health"
+            | "/api/v1/customers"
+            | "/api/v1/orders"
+            | "/api/v1/exports/customers"
+            | "/__demo/hits"
             | "/__demo/last" => Reply::method_not_allowed("GET"),
             "/__demo/reset" => Reply::method_not_allowed("POST"),
             _ => match path.strip_prefix("/api/v1/customers/") {
@@ -161,6 +204,19 @@ impl App {
         }))
     }
 
+    /// A page of customers as NDJSON, one record per line.
+    fn export_customers(&self, query: &str) -> Reply {
+        match self.list_customers(query) {
+            Reply {
+                status: 200, body, ..
+            } => Reply {
+                format: Format::Ndjson,
+                ..Reply::ok(body["items"].clone())
+            },
+            error => error,
+        }
+    }
+
     fn one_customer(&self, id: &str) -> Reply {
         match self.data.customer(id) {
             Some(customer) => Reply::ok(json!(customer)),
@@ -170,7 +226,13 @@ impl App {
 
     fn list_orders(&self, query: &str) -> Reply {
         match number_param(query, "limit", DEFAULT_LIMIT, MAX_LIMIT) {
-            Ok(limit) => Reply::ok(json!({ "items": self.data.orders(limit) })),
+            Ok(limit) => {
+                let items = self.data.orders(limit);
+                Reply {
+                    record_count: Some(items.len()),
+                    ..Reply::ok(json!({ "items": items }))
+                }
+            }
             Err(reply) => reply,
         }
     }
@@ -297,6 +359,28 @@ mod tests {
         assert_eq!(items.len(), 50);
         assert_eq!(items[0]["id"], "1");
         assert_eq!(items[49]["id"], "50");
+    }
+
+    #[test]
+    fn exports_are_ndjson_one_record_per_line() {
+        let r = get(&app(), "/api/v1/exports/customers?limit=3&offset=1");
+        assert_eq!((r.status, r.content_type()), (200, "application/x-ndjson"));
+        let text = String::from_utf8(r.body_bytes()).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].to_string())
+            .collect();
+        assert_eq!(ids, ["\"2\"", "\"3\"", "\"4\""]);
+        assert!(text.ends_with('\n'));
+        let bad = get(&app(), "/api/v1/exports/customers?limit=x");
+        assert_eq!((bad.status, bad.content_type()), (400, "application/json"));
+    }
+
+    #[test]
+    fn orders_report_their_record_count() {
+        let r = get(&app(), "/api/v1/orders?limit=7");
+        assert_eq!(r.record_count, Some(7));
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 7);
     }
 
     #[test]

@@ -119,15 +119,17 @@ fn respond(app: &App, request: tiny_http::Request) -> io::Result<()> {
 }
 
 fn to_response(reply: &Reply) -> Response<io::Cursor<Vec<u8>>> {
-    let mut response =
-        Response::from_data(reply.body.to_string().into_bytes()).with_status_code(reply.status);
-    // Both headers are static ASCII, so `from_bytes` cannot fail; a failure
+    let mut response = Response::from_data(reply.body_bytes()).with_status_code(reply.status);
+    let count = reply.record_count.map(|n| n.to_string());
+    let headers = [
+        Some(("content-type", reply.content_type())),
+        reply.allow.map(|allow| ("allow", allow)),
+        count.as_deref().map(|n| ("x-record-count", n)),
+    ];
+    // Names and values are ASCII, so `from_bytes` cannot fail; a failure
     // would only drop the header, never the response.
-    if let Ok(header) = Header::from_bytes("content-type", "application/json") {
-        response = response.with_header(header);
-    }
-    if let Some(allow) = reply.allow {
-        if let Ok(header) = Header::from_bytes("allow", allow) {
+    for (name, value) in headers.into_iter().flatten() {
+        if let Ok(header) = Header::from_bytes(name, value) {
             response = response.with_header(header);
         }
     }

@@ -250,3 +250,79 @@ fn incident_replay_stolen_credential_gets_at_most_the_record_budget() {
     assert!(truncated >= 1, "a truncated response is recorded");
     println!("incident replay: {received} of 1000 customer records exfiltrated (budget {BUDGET}); statuses {statuses:?}");
 }
+
+/// The other two ways of counting, through real Envoy: NDJSON lines as the
+/// body streams, and a count the upstream reports in a response header.
+#[test]
+fn records_are_counted_from_ndjson_and_from_an_upstream_header() {
+    let up = Upstream::start();
+    let mut config = demo_config();
+    config["policy"]["modules"] = json!({"export.rego": r#"package envoy.authz
+import rego.v1
+default allow := false
+allow if input.token.payload.sub == "data-export"
+"#});
+    config["rate_limits"] = json!([
+        {
+            "name": "export-ndjson",
+            "match": {"path_prefix": "/api/v1/exports"},
+            "records": {"limit": 30, "period_seconds": 300, "count": {"ndjson": true}}
+        },
+        {
+            "name": "orders-header",
+            "match": {"path_prefix": "/api/v1/orders"},
+            "records": {"limit": 40, "period_seconds": 300, "count": {"header": "x-record-count"}}
+        }
+    ]);
+    let envoy = Envoy::start(up.port, &[Listener::new("counted", config)]);
+    let port = envoy.port("counted");
+    let auth = bearer("data-export");
+    let get = |path: &str| http::get(port, path, &[("authorization", &auth)]);
+    let lines = |body: &str| body.lines().filter(|l| l.contains("\"email\"")).count();
+
+    // NDJSON: 20 lines, then the 10 left of the budget and a cut, then 429.
+    let first = get("/api/v1/exports/customers?limit=20");
+    assert_eq!((first.status, lines(&first.body)), (200, 20), "{first:?}");
+    let second = get("/api/v1/exports/customers?limit=20&offset=20");
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        lines(&second.body),
+        10,
+        "cut at the budget: {:?}",
+        second.body
+    );
+    assert!(
+        second.body.ends_with('\n'),
+        "cut between records, never inside one"
+    );
+    let hits = up.hits();
+    let third = get("/api/v1/exports/customers?limit=20&offset=40");
+    assert_eq!(
+        (third.status, third.json()["reason"].as_str()),
+        (429, Some("records_exhausted")),
+        "{third:?}"
+    );
+    assert_eq!(up.hits(), hits, "the upstream was not reached");
+
+    // Header: 25 reported and delivered; then 25 more than the 15 left are
+    // refused before a byte of that body leaves, and cost nothing.
+    let orders = get("/api/v1/orders?limit=25");
+    assert_eq!(orders.status, 200, "{orders:?}");
+    assert_eq!(orders.body.matches("\"total_cents\"").count(), 25);
+    let over = get("/api/v1/orders?limit=25");
+    assert_eq!(
+        (over.status, over.json()["reason"].as_str()),
+        (429, Some("records_exhausted")),
+        "{over:?}"
+    );
+    assert!(
+        !over.body.contains("items"),
+        "no records leaked: {:?}",
+        over.body
+    );
+    let rest = get("/api/v1/orders?limit=15");
+    assert_eq!(rest.status, 200, "the 15 left can be read: {rest:?}");
+    assert_eq!(rest.body.matches("\"total_cents\"").count(), 15);
+    let done = get("/api/v1/orders?limit=1");
+    assert_eq!(done.status, 429, "{done:?}");
+}
