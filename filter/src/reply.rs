@@ -13,6 +13,7 @@ use crate::host::LocalReply;
 use crate::stream::DECISION_ID_HEADER;
 use palisade_core::gate::{Denial, DenialKind};
 use palisade_core::ratelimit::limits::LimitDenial;
+use std::time::Duration;
 
 /// The reply for `denial`.
 pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
@@ -122,11 +123,11 @@ fn for_limit(limited: &LimitDenial, reason: &str, decision_id: &str) -> LocalRep
 
 /// The reply when an upstream reports more records than the budget allows
 /// (counted by header): 429, and the body never leaves.
-pub fn records_refused(rule: &str, decision_id: &str) -> LocalReply {
+pub fn records_refused(rule: &str, retry_after: Duration, decision_id: &str) -> LocalReply {
     for_limit(
         &LimitDenial::RecordsExhausted {
             rule: rule.to_owned(),
-            retry_after: std::time::Duration::from_secs(1),
+            retry_after,
         },
         "records_exhausted",
         decision_id,

@@ -192,7 +192,11 @@ impl Stream {
                     if meter.budget_exhausted() {
                         loaded.limits.budget_spent(meter, now);
                     }
-                    let reply = reply::records_refused(&meter.rule, &self.decision_id);
+                    let reply = reply::records_refused(
+                        &meter.rule,
+                        meter.retry_after(now),
+                        &self.decision_id,
+                    );
                     host.log(
                         LogLevel::Info,
                         &decision_log::records_line(

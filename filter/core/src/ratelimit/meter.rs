@@ -85,6 +85,13 @@ impl ResponseMeter {
         self.counted
     }
 
+    /// When the record window ends, from `now`: when a refused caller may
+    /// try again.
+    pub fn retry_after(&self, now: Duration) -> Duration {
+        let window = self.table.record_window();
+        Duration::from_secs(window - now.as_secs() % window)
+    }
+
     /// True once the body was cut at the budget (or at malformed data).
     pub fn truncated(&self) -> bool {
         self.cut
