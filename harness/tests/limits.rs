@@ -279,3 +279,87 @@ allow if "mfa" in input.token.payload.amr
         "and the budget still holds"
     );
 }
+
+/// Two VMs on one shared space and one fake clock: burst, refill at the
+/// rate, a clock stepping backwards, and a record window's boundary, all
+/// through the real `.wasm`.
+#[test]
+fn two_vms_on_a_fake_clock_refill_exactly_and_never_on_a_backwards_step() {
+    let mut c = support::demo_config();
+    c["policy"]["modules"] =
+        json!({"open.rego": "package envoy.authz\nimport rego.v1\ndefault allow := true\n"});
+    c["rate_limits"] = json!([{
+        "name": "bulk",
+        "match": {"path_prefix": "/api/v1/customers"},
+        "requests": {"limit": 60, "period_seconds": 60, "burst": 5},
+        "records": {"limit": 10, "period_seconds": 60, "count": {"json_array": "/items"}}
+    }]);
+    let config = c.to_string().into_bytes();
+    let shared = SharedSpace::new();
+    // 20 s into a 60 s record window (windows are aligned to the epoch).
+    let start = Duration::from_secs(NOW);
+    assert_eq!(NOW % 60, 20);
+    let clock = FakeClock::at(start);
+    let mut vms = [
+        Vm::start(support::module(), &config, clock.clone(), shared.clone()).unwrap(),
+        Vm::start(support::module(), &config, clock.clone(), shared.clone()).unwrap(),
+    ];
+    let caller = anonymous("10.9.9.9:1");
+    let no_items = |_: &_| UpstreamResponse::default();
+    let mut statuses = |vms: &mut [Vm; 2], n: usize| -> Vec<u16> {
+        (0..n)
+            .map(|i| vms[i % 2].handle(&caller, &mut { no_items }).status)
+            .collect()
+    };
+    let admitted = |s: &[u16]| s.iter().filter(|&&x| x == 200).count();
+
+    let s = statuses(&mut vms, 8);
+    assert_eq!(admitted(&s), 5, "the burst, once, across both VMs: {s:?}");
+    clock.set(start + Duration::from_millis(999));
+    assert_eq!(admitted(&statuses(&mut vms, 2)), 0, "not yet one interval");
+    clock.set(start + Duration::from_secs(1));
+    assert_eq!(admitted(&statuses(&mut vms, 2)), 1, "one per second");
+    clock.set(start - Duration::from_secs(30));
+    assert_eq!(
+        admitted(&statuses(&mut vms, 4)),
+        0,
+        "a clock stepping backwards refills nothing"
+    );
+
+    // Records, for another caller (the `{}` bodies above cost one record
+    // each): 6 + 4 of the 10 in this window, across both VMs, then 429 until
+    // the window turns 40 s after the start.
+    let caller = anonymous("10.9.9.8:1");
+    let six = |_: &_| {
+        let items: Vec<_> = (0..6).map(|i| json!({"id": i})).collect();
+        UpstreamResponse {
+            body: json!({"items": items}).to_string().into_bytes(),
+            ..UpstreamResponse::default()
+        }
+    };
+    let ids = |x: &palisade_harness::host::Exchange| {
+        String::from_utf8_lossy(&x.body).matches("\"id\"").count()
+    };
+    clock.set(start + Duration::from_secs(10));
+    let a = vms[0].handle(&caller, &mut { six });
+    let b = vms[1].handle(&caller, &mut { six });
+    assert_eq!((a.status, ids(&a)), (200, 6));
+    assert_eq!((b.status, ids(&b)), (200, 4), "cut at the budget");
+    clock.set(start + Duration::from_secs(20));
+    let refused = vms[0].handle(&caller, &mut { six });
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("20"));
+    clock.set(start + Duration::from_secs(39));
+    assert_eq!(
+        vms[1].handle(&caller, &mut { six }).status,
+        429,
+        "1 s before the boundary"
+    );
+    clock.set(start + Duration::from_secs(40));
+    let fresh = vms[1].handle(&caller, &mut { six });
+    assert_eq!(
+        (fresh.status, ids(&fresh)),
+        (200, 6),
+        "a new window, a new budget"
+    );
+}
