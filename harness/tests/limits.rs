@@ -306,7 +306,7 @@ fn two_vms_on_a_fake_clock_refill_exactly_and_never_on_a_backwards_step() {
     ];
     let caller = anonymous("10.9.9.9:1");
     let no_items = |_: &_| UpstreamResponse::default();
-    let mut statuses = |vms: &mut [Vm; 2], n: usize| -> Vec<u16> {
+    let statuses = |vms: &mut [Vm; 2], n: usize| -> Vec<u16> {
         (0..n)
             .map(|i| vms[i % 2].handle(&caller, &mut { no_items }).status)
             .collect()
