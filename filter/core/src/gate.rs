@@ -27,6 +27,10 @@ pub struct Evaluation {
     pub enforced: bool,
     /// Record budgets the response must be metered against (allowed requests).
     pub meters: Vec<ResponseMeter>,
+    /// The policy input document (for the audit record; cheap to clone).
+    pub input: Option<regorus::Value>,
+    /// What the policy returned, if it was evaluated and returned a value.
+    pub result: Option<regorus::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +102,8 @@ impl Config {
                     token: None,
                     enforced,
                     meters: Vec::new(),
+                    input: Some(input::build(request, None, None)),
+                    result: None,
                 }
             }
         };
@@ -111,14 +117,18 @@ impl Config {
                         kind: DenialKind::Limited(limited),
                         reply: ReplyOverrides::default(),
                     }),
+                    input: Some(input::build(request, token.as_deref(), None)),
                     token,
                     enforced,
                     meters: Vec::new(),
+                    result: None,
                 }
             }
         };
         let input = input::build(request, token.as_deref(), Some(usage));
-        let decision = match decision::interpret(self.policy.evaluate(input)) {
+        let evaluated = self.policy.evaluate(input.clone());
+        let result = evaluated.as_ref().ok().cloned();
+        let decision = match decision::interpret(evaluated) {
             PolicyVerdict::Allow(directives) => Decision::Allow(directives),
             PolicyVerdict::Deny(denial) => Decision::Deny(Denial {
                 kind: if token.is_none() && denial.reason == DenyReason::Denied {
@@ -141,6 +151,8 @@ impl Config {
             token,
             enforced,
             meters,
+            input: Some(input),
+            result,
         }
     }
 

@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
+pub mod audit;
 pub mod config;
 pub mod decision;
 pub mod gate;

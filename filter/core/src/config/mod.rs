@@ -32,6 +32,8 @@ pub struct Config {
     pub token_cache_capacity: usize,
     /// Per-identity limits, in configuration order.
     pub rate_limits: Vec<Rule>,
+    /// What the audit trail records and masks.
+    pub audit: crate::audit::config::AuditConfig,
     /// Things that loaded but deserve a log line (e.g. skipped JWKs).
     pub warnings: Vec<String>,
 }
@@ -128,12 +130,19 @@ impl Config {
             }
             rate_limits.push(rule);
         }
+        let token_headers: Vec<String> = providers
+            .iter()
+            .flat_map(|p: &Provider| p.sources.iter().map(|s| s.name.clone()))
+            .collect();
+        let audit = crate::audit::config::AuditConfig::compile(raw.audit.as_ref(), &token_headers)
+            .map_err(ConfigError)?;
         Ok(Config {
             mode: raw.mode,
             providers,
             policy,
             token_cache_capacity,
             rate_limits,
+            audit,
             warnings,
         })
     }

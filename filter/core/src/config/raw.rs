@@ -20,6 +20,50 @@ pub struct RawConfig {
     pub token_cache: Option<RawTokenCache>,
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
+    #[serde(default)]
+    pub audit: Option<RawAudit>,
+}
+
+/// The audit trail (public API, see the README).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Routes holding personal data: every decision on them is recorded.
+    #[serde(default)]
+    pub personal_data: Vec<RawPersonalData>,
+    /// Share of allowed requests on other routes to record (default 1).
+    #[serde(default)]
+    pub sample_allows: Option<f64>,
+    #[serde(default)]
+    pub mask: RawMask,
+    /// Extra labels on every record.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPersonalData {
+    pub path_prefix: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// The data category, e.g. `customer_pii`.
+    pub category: String,
+}
+
+/// What to keep out of audit records, on top of what never goes in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMask {
+    /// Header names whose values are erased.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Query parameter names whose values are masked.
+    #[serde(default)]
+    pub query_params: Vec<String>,
+    /// JSON pointers into the record (`/input/...`) to erase.
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 /// A per-identity limit on matching requests (public API, see the README).

@@ -1,0 +1,173 @@
+//! Keeping secrets out of audit records: credential headers are erased,
+//! secret query values are masked, and configured pointers are erased. The
+//! record lists what was done in OPA's `erased` and `masked` fields.
+
+use super::config::AuditConfig;
+use serde_json::Value;
+
+/// What masking did, as OPA's decision log lists it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Masked {
+    /// Pointers (`/input/...`) whose values were removed.
+    pub erased: Vec<String>,
+    /// Pointers whose values were rewritten.
+    pub masked: Vec<String>,
+}
+
+/// Value written in place of a secret query value.
+pub const MASK: &str = "REDACTED";
+
+/// Masks `input` (the policy input document) in place.
+pub fn mask_input(input: &mut Value, config: &AuditConfig) -> Masked {
+    let mut out = Masked::default();
+    if let Some(headers) = input
+        .pointer_mut("/attributes/request/http/headers")
+        .and_then(Value::as_object_mut)
+    {
+        let names: Vec<String> = headers.keys().cloned().collect();
+        for name in names {
+            if config.erased_headers.contains(&name.to_ascii_lowercase()) {
+                headers.remove(&name);
+                out.erased.push(format!(
+                    "/input/attributes/request/http/headers/{}",
+                    escape(&name)
+                ));
+            }
+        }
+        if let Some(Value::String(p)) = headers.get_mut(":path") {
+            if let Some(clean) = mask_query(p, config) {
+                *p = clean;
+                out.masked
+                    .push("/input/attributes/request/http/headers/:path".into());
+            }
+        }
+    }
+    if let Some(Value::String(p)) = input.pointer_mut("/attributes/request/http/path") {
+        if let Some(clean) = mask_query(p, config) {
+            *p = clean;
+            out.masked
+                .push("/input/attributes/request/http/path".into());
+        }
+    }
+    if let Some(query) = input.get_mut("parsed_query").and_then(Value::as_object_mut) {
+        let names: Vec<String> = query.keys().cloned().collect();
+        for name in names {
+            if is_secret(&name, config) {
+                query.remove(&name);
+                out.erased
+                    .push(format!("/input/parsed_query/{}", escape(&name)));
+            }
+        }
+    }
+    for pointer in &config.erased_paths {
+        let Some(rel) = pointer.strip_prefix("/input") else {
+            continue;
+        };
+        if remove_pointer(input, rel) {
+            out.erased.push(pointer.clone());
+        }
+    }
+    out
+}
+
+/// The request path with secret query values replaced by [`MASK`], or
+/// `None` if nothing needed masking.
+pub fn mask_query(path: &str, config: &AuditConfig) -> Option<String> {
+    let (base, query) = path.split_once('?')?;
+    let mut changed = false;
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if is_secret(name, config) && !value.is_empty() {
+                changed = true;
+                format!("{name}={MASK}")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    changed.then(|| format!("{base}?{}", parts.join("&")))
+}
+
+/// A parameter name is secret if its decoded, lowercased form is listed
+/// (`%74oken` and `TOKEN` are `token`).
+fn is_secret(name: &str, config: &AuditConfig) -> bool {
+    let decoded = crate::input::percent_decode(name, true).unwrap_or_else(|| name.to_owned());
+    config.secret_params.contains(&decoded.to_ascii_lowercase())
+}
+
+/// RFC 6901 escaping of one pointer step.
+fn escape(step: &str) -> String {
+    step.replace('~', "~0").replace('/', "~1")
+}
+
+/// Removes the value at `pointer` (relative to `value`); true if it existed.
+fn remove_pointer(value: &mut Value, pointer: &str) -> bool {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let last = last.replace("~1", "/").replace("~0", "~");
+    match value.pointer_mut(parent) {
+        Some(Value::Object(obj)) => obj.remove(&last).is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> AuditConfig {
+        let raw: crate::config::raw::RawAudit = serde_json::from_value(json!({
+            "mask": {"query_params": ["ssn"], "paths": ["/input/token/payload/email"], "headers": ["x-session"]}
+        }))
+        .unwrap();
+        AuditConfig::compile(Some(&raw), &["x-jwt".into()]).unwrap()
+    }
+
+    #[test]
+    fn credentials_and_secrets_never_stay_in_the_input() {
+        let mut input = json!({
+            "attributes": {"request": {"http": {
+                "path": "/api/v1/customers?limit=5&access_token=eyJabc&%73sn=123-45&q=ok",
+                "headers": {
+                    "authorization": "Bearer eyJabc", "Cookie": "s=1", "x-jwt": "eyJdef",
+                    "x-session": "abc", ":path": "/api/v1/customers?token=eyJabc", "accept": "*/*"
+                }
+            }}},
+            "parsed_query": {"limit": ["5"], "access_token": ["eyJabc"], "%73sn": ["123-45"], "q": ["ok"]},
+            "token": {"payload": {"sub": "alice", "email": "alice@example.com"}}
+        });
+        let m = mask_input(&mut input, &config());
+        let text = input.to_string();
+        for secret in ["eyJ", "s=1", "abc\"", "123-45", "alice@example.com"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(
+            input["attributes"]["request"]["http"]["path"],
+            "/api/v1/customers?limit=5&access_token=REDACTED&%73sn=REDACTED&q=ok"
+        );
+        assert_eq!(
+            input["attributes"]["request"]["http"]["headers"]["accept"],
+            "*/*"
+        );
+        assert_eq!(input["parsed_query"]["q"], json!(["ok"]));
+        assert_eq!(input["token"]["payload"]["sub"], "alice");
+        assert!(m
+            .erased
+            .contains(&"/input/attributes/request/http/headers/authorization".to_owned()));
+        assert!(m.erased.contains(&"/input/token/payload/email".to_owned()));
+        assert!(m
+            .masked
+            .contains(&"/input/attributes/request/http/path".to_owned()));
+    }
+
+    #[test]
+    fn paths_without_secrets_are_untouched() {
+        assert_eq!(mask_query("/a?limit=5&x=", &config()), None);
+        assert_eq!(mask_query("/a", &config()), None);
+        assert_eq!(mask_query("/a?token=", &config()), None, "nothing to hide");
+    }
+}

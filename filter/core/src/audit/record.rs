@@ -1,0 +1,194 @@
+//! One audit record: OPA's decision-log fields, so OPA log tooling reads
+//! it, plus what Palisade knows about the caller, the route and the
+//! response.
+
+use super::config::AuditConfig;
+use super::mask::{mask_input, mask_query};
+use serde_json::{json, Map, Value};
+
+/// A policy value as JSON, for the record's `input` and `result`.
+pub fn to_json(value: &regorus::Value) -> Option<Value> {
+    serde_json::to_value(value).ok()
+}
+
+/// Everything a record says about one request, gathered by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub decision_id: String,
+    /// RFC 3339, as the glue formats the host clock.
+    pub timestamp: String,
+    /// The policy's decision path in OPA's form, e.g. `envoy/authz/allow`.
+    pub decision_path: String,
+    pub input: Option<Value>,
+    pub result: Option<Value>,
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    pub reason: String,
+    pub detail: Option<String>,
+    pub http_status: Option<u16>,
+    pub enforced: bool,
+    pub subject: Option<String>,
+    pub provider: Option<String>,
+    pub client_principal: Option<String>,
+    pub peer: Option<String>,
+    pub method: Option<String>,
+    /// The request path as received (its query is masked here).
+    pub path: Option<String>,
+    pub policy_revision: Option<String>,
+    /// Records returned under record budgets, when metered.
+    pub records: Option<u64>,
+    pub truncated: bool,
+    pub latency_us: u64,
+}
+
+impl Facts {
+    /// The record, before it is sealed into the chain.
+    pub fn to_record(&self, config: &AuditConfig) -> Map<String, Value> {
+        let route = match (&self.method, &self.path) {
+            (Some(m), Some(p)) => config.personal_route(m, p),
+            _ => None,
+        };
+        let mut input = self.input.clone();
+        let masked = input
+            .as_mut()
+            .map(|i| mask_input(i, config))
+            .unwrap_or_default();
+        let mut labels = Map::new();
+        labels.insert("app".into(), "palisade".into());
+        labels.insert("id".into(), Value::Null); // the chain id, set when sealed
+        labels.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        for (k, v) in &config.labels {
+            labels.insert(k.clone(), v.clone().into());
+        }
+        let request_path = self
+            .path
+            .as_deref()
+            .map(|p| mask_query(p, config).unwrap_or_else(|| p.to_owned()));
+        let mut r = json!({
+            "event": "decision",
+            "decision_id": self.decision_id,
+            "timestamp": self.timestamp,
+            "path": self.decision_path,
+            "labels": labels,
+            "input": input,
+            "result": self.result,
+            "requested_by": self.peer,
+            "decision": self.decision,
+            "reason": self.reason,
+            "http_status": self.http_status,
+            "enforced": self.enforced,
+            "dry_run": !self.enforced,
+            "subject": self.subject,
+            "provider": self.provider,
+            "client_principal": self.client_principal,
+            "peer": self.peer,
+            "method": self.method,
+            "request_path": request_path,
+            "route": route.map(|r| r.path_prefix.as_str()),
+            "category": route.map(|r| r.category.as_str()),
+            "personal_data": route.is_some(),
+            "policy_revision": self.policy_revision,
+            "latency_us": self.latency_us,
+        });
+        let Some(obj) = r.as_object_mut() else {
+            return Map::new();
+        };
+        if let Some(n) = self.records {
+            obj.insert("records".into(), n.into());
+            obj.insert("truncated".into(), self.truncated.into());
+        }
+        if let Some(detail) = &self.detail {
+            obj.insert("detail".into(), detail.clone().into());
+        }
+        if !masked.erased.is_empty() {
+            obj.insert("erased".into(), masked.erased.into());
+        }
+        if !masked.masked.is_empty() {
+            obj.insert("masked".into(), masked.masked.into());
+        }
+        std::mem::take(obj)
+    }
+
+    /// True if this decision must be recorded: every denial, every
+    /// decision on a personal-data route, and the configured share of the
+    /// other allows.
+    pub fn must_record(&self, config: &AuditConfig) -> bool {
+        let personal = match (&self.method, &self.path) {
+            (Some(m), Some(p)) => config.personal_route(m, p).is_some(),
+            _ => false,
+        };
+        self.decision == "deny" || !self.enforced || personal || config.sampled(&self.decision_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> AuditConfig {
+        let raw: crate::config::raw::RawAudit = serde_json::from_value(json!({
+            "personal_data": [{"path_prefix": "/api/v1/customers", "category": "customer_pii"}],
+            "sample_allows": 0.0,
+            "labels": {"env": "test"}
+        }))
+        .unwrap();
+        AuditConfig::compile(Some(&raw), &[]).unwrap()
+    }
+
+    fn facts(path: &str, decision: &'static str) -> Facts {
+        Facts {
+            decision_id: "d1".into(),
+            timestamp: "2026-11-29T00:00:00.000Z".into(),
+            decision_path: "envoy/authz/allow".into(),
+            input: Some(json!({"attributes": {"request": {"http": {
+                "path": path, "headers": {"authorization": "Bearer eyJ"}}}}})),
+            result: Some(json!(true)),
+            decision,
+            reason: "allowed".into(),
+            enforced: true,
+            method: Some("GET".into()),
+            path: Some(path.into()),
+            records: Some(3),
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn a_record_has_opas_fields_and_palisades() {
+        let r = facts("/api/v1/customers/42?token=eyJ", "allow").to_record(&config());
+        for field in [
+            "decision_id",
+            "timestamp",
+            "path",
+            "input",
+            "result",
+            "labels",
+        ] {
+            assert!(r.contains_key(field), "{field}");
+        }
+        assert_eq!(r["path"], "envoy/authz/allow");
+        assert_eq!(r["labels"]["env"], "test");
+        assert_eq!(r["labels"]["app"], "palisade");
+        assert_eq!(r["category"], "customer_pii");
+        assert_eq!(r["route"], "/api/v1/customers");
+        assert_eq!(r["records"], 3);
+        assert_eq!(r["request_path"], "/api/v1/customers/42?token=REDACTED");
+        assert!(!Value::Object(r.clone()).to_string().contains("eyJ"));
+        assert!(r["erased"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with("/authorization")));
+    }
+
+    #[test]
+    fn personal_data_and_denials_are_always_recorded_other_allows_sampled() {
+        let c = config();
+        assert!(facts("/api/v1/customers", "allow").must_record(&c));
+        assert!(facts("/health", "deny").must_record(&c));
+        assert!(!facts("/health", "allow").must_record(&c), "sampled at 0");
+        let mut dry = facts("/health", "allow");
+        dry.enforced = false;
+        assert!(dry.must_record(&c), "dry runs are recorded");
+    }
+}

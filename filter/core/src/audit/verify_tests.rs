@@ -1,0 +1,150 @@
+use super::*;
+use crate::audit::chain::Chain;
+use serde_json::json;
+
+const PREFIX: &str = "palisade.audit ";
+
+/// A log of `n` records on chain `c1`, between lines of other output.
+fn log(n: u64) -> Vec<String> {
+    let mut chain = Chain::new("c1");
+    let mut lines = vec!["[info] envoy starting".to_owned()];
+    for i in 0..n {
+        let record = json!({"decision_id": format!("d{i}"), "decision": "allow", "path": "/x"});
+        let sealed = chain.seal(record.as_object().cloned().unwrap());
+        lines.push(format!("[info][wasm] wasm log: {PREFIX}{sealed}"));
+    }
+    lines
+}
+
+fn check(lines: &[String], complete_last: bool, heads: &[Head]) -> Report {
+    let n = lines.len();
+    verify(
+        lines.iter().enumerate().map(|(i, l)| Line {
+            position: format!("audit.log:{}", i + 1),
+            text: l,
+            complete: complete_last || i + 1 < n,
+        }),
+        PREFIX,
+        heads,
+    )
+}
+
+fn kinds(r: &Report) -> Vec<(&str, &str)> {
+    r.findings
+        .iter()
+        .map(|f| (f.position.as_str(), f.kind))
+        .collect()
+}
+
+#[test]
+fn an_untouched_log_verifies() {
+    let r = check(&log(6), true, &[]);
+    assert!(r.ok(), "{:?}", r.findings);
+    assert_eq!(r.records, 6);
+    assert_eq!(r.chains["c1"], (0, 5));
+}
+
+#[test]
+fn one_changed_byte_is_found_where_it_is() {
+    let mut lines = log(6);
+    lines[3] = lines[3].replace("\"d2\"", "\"d9\"");
+    assert_eq!(
+        kinds(&check(&lines, true, &[])),
+        [("audit.log:4", "modified")]
+    );
+}
+
+#[test]
+fn a_deleted_record_is_found_at_the_gap() {
+    let mut lines = log(6);
+    lines.remove(3); // seq 2
+    let r = check(&lines, true, &[]);
+    assert_eq!(kinds(&r), [("audit.log:4", "deleted")]);
+    assert!(
+        r.findings[0].message.contains("seq 2 is missing"),
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
+fn two_swapped_records_are_found() {
+    let mut lines = log(6);
+    lines.swap(3, 4); // seqs 2 and 3
+    let r = check(&lines, true, &[]);
+    assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    assert_eq!(r.findings[0].kind, "reordered");
+    assert!(["audit.log:4", "audit.log:5"].contains(&r.findings[0].position.as_str()));
+}
+
+#[test]
+fn an_inserted_copy_is_found_where_it_was_put() {
+    let mut lines = log(6);
+    let copy = lines[5].clone(); // seq 4
+    lines.insert(3, copy);
+    assert_eq!(
+        kinds(&check(&lines, true, &[])),
+        [("audit.log:4", "inserted")]
+    );
+}
+
+#[test]
+fn an_inserted_forgery_is_found_even_with_a_valid_hash() {
+    // A forger who knows the format writes a well-formed record claiming seq 3
+    // and linking to seq 2, but cannot make seq 4 link to it.
+    let mut lines = log(6);
+    let seq2: Value = serde_json::from_str(lines[3].split_once(PREFIX).unwrap().1).unwrap();
+    let mut forged = json!({"decision_id": "forged", "decision": "allow", "path": "/x",
+        "chain_id": "c1", "seq": 3, "prev_hash": seq2["hash"]});
+    forged["hash"] = hash_of(&forged).into();
+    lines.insert(4, format!("{PREFIX}{forged}"));
+    assert_eq!(
+        kinds(&check(&lines, true, &[])),
+        [("audit.log:5", "inserted")]
+    );
+}
+
+#[test]
+fn a_log_cut_inside_a_record_is_a_truncated_tail() {
+    let mut lines = log(6);
+    let last = lines.pop().unwrap();
+    lines.push(last[..last.len() - 40].to_owned());
+    assert_eq!(
+        kinds(&check(&lines, false, &[])),
+        [("audit.log:7", "truncated")]
+    );
+}
+
+#[test]
+fn whole_records_cut_from_the_tail_are_found_against_a_trusted_head() {
+    let full = log(6);
+    let last: Value = serde_json::from_str(full[6].split_once(PREFIX).unwrap().1).unwrap();
+    let head = Head {
+        chain_id: "c1".into(),
+        seq: 5,
+        hash: last["hash"].as_str().unwrap().into(),
+    };
+    assert!(check(&full, true, std::slice::from_ref(&head)).ok());
+    let cut = &full[..5]; // seqs 0..=3
+    let r = check(cut, true, &[head]);
+    assert_eq!(kinds(&r), [("audit.log:5", "truncated")]);
+    assert!(r.findings[0].message.contains("4..=5"), "{:?}", r.findings);
+}
+
+#[test]
+fn chains_are_checked_independently() {
+    let mut a = log(3);
+    let b: Vec<String> = log(3)
+        .into_iter()
+        .skip(1)
+        .map(|l| l.replace("c1", "c2"))
+        .collect();
+    // c2's records were re-labelled, so their hashes no longer match: modified.
+    a.extend(b);
+    let r = check(&a, true, &[]);
+    assert_eq!(
+        r.findings.iter().filter(|f| f.kind == "modified").count(),
+        3
+    );
+    assert_eq!(r.chains.len(), 2);
+}
