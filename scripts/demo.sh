@@ -101,17 +101,18 @@ ask 200 "data-export pages on: the budget ends inside this page" -H "authorizati
 ask 403 "data-export pages on: suspended for spending its budget" -H "authorization: Bearer $EXPORT" "$U/api/v1/customers?limit=100&offset=300"
 ask 200 "meanwhile alice still reads her own record" -H "authorization: Bearer $ALICE" $U/api/v1/customers/42
 echo
-bold "Decision log (Envoy log, one JSON line per request; tokens never logged):"
+bold "Audit trail (Envoy log: one hash-chained JSON record per request; tokens never written):"
 sleep 1
-grep -o 'palisade.decision .*' "$WORK/envoy.log" | tail -6 | python3 -c '
+grep -o 'palisade.audit .*' "$WORK/envoy.log" | grep '"event":"decision"' | tail -6 | python3 -c '
 import json, sys
 for line in sys.stdin:
     d = json.loads(line.split(" ", 1)[1])
-    if d.get("event") == "records":
-        print("  {decision_id}  records {records} under {rate_limit} for {identity}, truncated={truncated}".format(**d))
-    else:
-        print("  {decision_id}  {decision:5} {reason:22} subject={subject} {method} {path} status={http_status}".format(**d))
+    records = "" if d.get("records") is None else " records={}{}".format(d["records"], " (truncated)" if d.get("truncated") else "")
+    print("  chain {chain_id} #{seq:<3} {decision:5} {reason:20} {subject} {method} {request_path} -> {http_status}".format(**d) + records)
 '
+cp "$WORK/envoy.log" target/demo-envoy.log
+echo "  The Envoy log is kept in target/demo-envoy.log; check its chains with"
+echo "    cargo run -q -p palisade-harness -- audit verify target/demo-envoy.log"
 echo
 if [ "$FAILED" != 0 ]; then
   echo "Some answers were not what the demo expects." >&2

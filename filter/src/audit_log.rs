@@ -1,103 +1,125 @@
-//! One JSON line per decision in the Envoy log, behind a stable prefix.
+//! Audit records in the Envoy log: one JSON line per record, behind a
+//! stable prefix, sealed into this VM's hash chain.
 //!
-//! Field names are stable (`decision_id`, `decision`, `reason`, `subject`,
-//! ...), so log tooling can rely on them. Never logged: the token, the
-//! `Authorization` header, any header value, or the query string (which may
-//! carry secrets); only the path is.
+//! Gathering the facts of a request is here; what a record holds, how it is
+//! masked and chained is the core's (`palisade_core::audit`). Never
+//! written: a token, the `Authorization` header or any credential header,
+//! cookie values, or secret query values.
 
+use crate::host::{Host, LogLevel};
+use palisade_core::audit::config::AuditConfig;
+use palisade_core::audit::record::Facts;
+use palisade_core::audit::writer::AuditWriter;
 use palisade_core::config::Config;
 use palisade_core::gate::{Decision, Evaluation};
 use palisade_core::request::Request;
-use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::time::Duration;
 
-/// Prefix of every decision line, for grepping and log shipping.
-pub const PREFIX: &str = "palisade.decision ";
+/// Prefix of every audit line, for grepping, shipping and `palisade audit verify`.
+pub const PREFIX: &str = "palisade.audit ";
 
-/// The decision line for one request. `status` is the local reply's status,
-/// `None` when the request went upstream.
-pub fn line(
+/// The facts of a decided request; the outcome (status, records, latency)
+/// is filled in when the stream completes.
+pub fn facts(
     decision_id: &str,
     now: Duration,
     request: &Request,
     evaluation: &Evaluation,
-    status: Option<u16>,
     config: &Config,
-) -> String {
+) -> Facts {
     let (method, path) = method_and_path(request);
     let (decision, detail) = match &evaluation.decision {
-        Decision::Allow(_) => ("allow", Value::Null),
-        Decision::Deny(d) => ("deny", Value::from(d.detail.as_str())),
+        Decision::Allow(_) => ("allow", None),
+        Decision::Deny(d) => ("deny", Some(d.detail.clone())),
     };
-    let mut record = json!({
-        "decision_id": decision_id,
-        "timestamp": rfc3339(now),
-        "decision": decision,
-        "reason": evaluation.reason(),
-        "enforced": evaluation.enforced,
-        "dry_run": !evaluation.enforced,
-        "http_status": status,
-        "subject": evaluation.subject(),
-        "provider": evaluation.token.as_ref().map(|t| t.provider.as_str()),
-        "client_principal": request.source_principal,
-        "peer": request.source_address,
-        "method": method,
-        "path": path,
-        "policy_revision": config.policy.revision.get(..16),
-    });
-    if let (Some(obj), false) = (record.as_object_mut(), detail.is_null()) {
-        obj.insert("detail".into(), detail);
+    let to_json = palisade_core::audit::record::to_json;
+    Facts {
+        decision_id: decision_id.to_owned(),
+        timestamp: rfc3339(now),
+        decision_path: opa_path(&config.policy.decision),
+        input: evaluation.input.as_ref().and_then(to_json),
+        result: evaluation.result.as_ref().and_then(to_json),
+        decision,
+        reason: evaluation.reason().to_owned(),
+        detail,
+        http_status: None,
+        enforced: evaluation.enforced,
+        subject: evaluation.subject().map(str::to_owned),
+        provider: evaluation.token.as_ref().map(|t| t.provider.clone()),
+        client_principal: request.source_principal.clone(),
+        peer: request.source_address.clone(),
+        method,
+        path,
+        policy_revision: config.policy.revision.get(..16).map(str::to_owned),
+        records: None,
+        truncated: false,
+        latency_us: 0,
     }
-    format!("{PREFIX}{record}")
 }
 
-/// The line recording how many records a response returned under a budget,
-/// and whether it was cut there (`truncated`).
-pub fn records_line(
-    decision_id: &str,
-    now: Duration,
-    meter: &palisade_core::ratelimit::meter::ResponseMeter,
-    status: Option<u16>,
-) -> String {
-    let record = json!({
-        "decision_id": decision_id,
-        "timestamp": rfc3339(now),
-        "event": "records",
-        "rate_limit": meter.rule,
-        "identity": meter.identity,
-        "records": meter.records(),
-        "truncated": meter.truncated(),
-        "http_status": status,
-    });
-    format!("{PREFIX}{record}")
-}
-
-/// The line for a request refused before any decision (503): no
-/// configuration, or a host failure.
-pub fn refusal_line(
+/// The facts of a request refused before any decision (503).
+pub fn refusal_facts(
     decision_id: &str,
     now: Duration,
     request: &Request,
     reason: &str,
     status: u16,
-) -> String {
+) -> Facts {
     let (method, path) = method_and_path(request);
-    let record = json!({
-        "decision_id": decision_id,
-        "timestamp": rfc3339(now),
-        "decision": "deny",
-        "reason": reason,
-        "enforced": true,
-        "dry_run": false,
-        "http_status": status,
-        "peer": request.source_address,
-        "method": method,
-        "path": path,
-    });
-    format!("{PREFIX}{record}")
+    Facts {
+        decision_id: decision_id.to_owned(),
+        timestamp: rfc3339(now),
+        decision: "deny",
+        reason: reason.to_owned(),
+        http_status: Some(status),
+        enforced: true,
+        peer: request.source_address.clone(),
+        client_principal: request.source_principal.clone(),
+        method,
+        path,
+        ..Facts::default()
+    }
 }
 
-/// The method, and the path without its query string (which may carry secrets).
+/// Writes the record for `facts` if it must be recorded, sealing it into
+/// the chain. A writer busy elsewhere (never expected) is logged, not skipped
+/// in silence.
+pub fn write(
+    host: &impl Host,
+    writer: &RefCell<AuditWriter>,
+    facts: &Facts,
+    config: &AuditConfig,
+    now: Duration,
+) {
+    if !facts.must_record(config) {
+        return;
+    }
+    let record = facts.to_record(config);
+    let Ok(mut writer) = writer.try_borrow_mut() else {
+        host.log(
+            LogLevel::Error,
+            &format!(
+                "palisade: audit writer busy; record {} not chained",
+                facts.decision_id
+            ),
+        );
+        return;
+    };
+    for sealed in writer.write(record, now, &facts.timestamp) {
+        host.log(LogLevel::Info, &format!("{PREFIX}{sealed}"));
+    }
+}
+
+/// `data.envoy.authz.allow` → `envoy/authz/allow`, as OPA logs the path.
+fn opa_path(decision: &str) -> String {
+    decision
+        .strip_prefix("data.")
+        .unwrap_or(decision)
+        .replace('.', "/")
+}
+
+/// The method and the path as received (the core masks its query).
 fn method_and_path(request: &Request) -> (Option<String>, Option<String>) {
     let text = |name: &str| {
         request
@@ -105,8 +127,7 @@ fn method_and_path(request: &Request) -> (Option<String>, Option<String>) {
             .first(name)
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
-    let path = text(":path").map(|p| p.split('?').next().unwrap_or_default().to_owned());
-    (text(":method"), path)
+    (text(":method"), text(":path"))
 }
 
 /// `2023-11-14T22:13:20.123Z` from a time since the Unix epoch.

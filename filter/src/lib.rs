@@ -7,7 +7,7 @@
 //! - [`decision_log`]: one JSON line per decision;
 //! - `wasm` (wasm32 only): the proxy-wasm contexts and the hostcall-backed host.
 
-pub mod decision_log;
+pub mod audit_log;
 pub mod header_map;
 pub mod host;
 pub mod reply;

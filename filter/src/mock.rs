@@ -57,11 +57,20 @@ impl MockHost {
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 
+    /// The audit records of decisions logged so far (not chain resets).
     pub fn decision_lines(&self) -> Vec<serde_json::Value> {
+        self.audit_lines()
+            .into_iter()
+            .filter(|r| r["event"] == "decision")
+            .collect()
+    }
+
+    /// Every audit record logged so far.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
         self.logs
             .borrow()
             .iter()
-            .filter_map(|(_, l)| l.strip_prefix(crate::decision_log::PREFIX))
+            .filter_map(|(_, l)| l.strip_prefix(crate::audit_log::PREFIX))
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }

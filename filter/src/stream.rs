@@ -1,9 +1,12 @@
 //! The per-request flow: collect facts through the [`Host`], ask the core,
 //! apply the answer. No decision logic lives here.
 
-use crate::decision_log;
+use crate::audit_log;
 use crate::host::{Flow, Host, LogLevel};
 use crate::reply;
+use palisade_core::audit::config::AuditConfig;
+use palisade_core::audit::record::Facts;
+use palisade_core::audit::writer::AuditWriter;
 use palisade_core::config::Config;
 use palisade_core::gate::Decision;
 use palisade_core::ratelimit::limits::Limits;
@@ -40,19 +43,15 @@ impl Loaded {
     }
 }
 
-/// How often the root context sweeps stale rate-limit state.
-pub const SWEEP_PERIOD: Duration = Duration::from_secs(5);
+/// How often the root context ticks: it sweeps stale rate-limit state and
+/// renews the audit chain's lease.
+pub const TICK_PERIOD: Duration = Duration::from_secs(5);
 
 /// Buckets of each rule's identity table one sweep looks at: a table of the
 /// default size (4,096 buckets) is swept whole every 80 s by each worker.
 pub const SWEEP_BUCKETS: u32 = 256;
 
 impl Loaded {
-    /// True if the root context should tick (there is limit state to sweep).
-    pub fn wants_ticks(&self) -> bool {
-        !self.limits.is_empty()
-    }
-
     /// One tick: empties stale entries of the identity tables, so shared
     /// memory held for identities gone quiet is given back.
     pub fn on_tick(&self, host: &impl Host) {
@@ -69,23 +68,43 @@ impl Loaded {
     }
 }
 
+/// On the tick: keeps the audit chain's slot in shared data.
+pub fn renew_audit(audit: &RefCell<AuditWriter>, host: &impl Host) {
+    if let (Ok(mut writer), Some(now)) = (audit.try_borrow_mut(), host.now()) {
+        writer.renew(now);
+    }
+}
+
 /// The filter's state for one HTTP stream.
 pub struct Stream {
     loaded: Option<Rc<Loaded>>,
+    /// This VM's audit chain.
+    audit: Rc<RefCell<AuditWriter>>,
     /// `response_headers_to_add` from an allowing decision, applied on the response.
     response_headers: Vec<(String, String)>,
     /// Record budgets the response is counted against.
     meters: Vec<ResponseMeter>,
     decision_id: String,
+    /// The audit record of a request that went upstream, written when the
+    /// stream completes, with the response's status and records.
+    pending: Option<Facts>,
+    /// When the request arrived.
+    started: Duration,
+    /// The response status, as the client got it.
+    status: Option<u16>,
 }
 
 impl Stream {
-    pub fn new(loaded: Option<Rc<Loaded>>) -> Self {
+    pub fn new(loaded: Option<Rc<Loaded>>, audit: Rc<RefCell<AuditWriter>>) -> Self {
         Stream {
             loaded,
+            audit,
             response_headers: Vec::new(),
             meters: Vec::new(),
             decision_id: String::new(),
+            pending: None,
+            started: Duration::ZERO,
+            status: None,
         }
     }
 
@@ -93,45 +112,39 @@ impl Stream {
     /// header changes) or answers it locally.
     pub fn on_request_headers(&mut self, host: &impl Host) -> Flow {
         let (Some(headers), Some(now)) = (host.request_headers(), host.now()) else {
-            return refuse(host, &Request::default(), Duration::ZERO, "host_error");
+            return self.refuse(host, &Request::default(), Duration::ZERO, "host_error");
         };
+        self.started = now;
         let request = collect_request(host, headers);
         let Some(loaded) = self.loaded.clone() else {
-            return refuse(host, &request, now, "not_configured");
+            return self.refuse(host, &request, now, "not_configured");
         };
         let evaluation = {
             let Ok(mut cache) = loaded.cache.try_borrow_mut() else {
-                return refuse(host, &request, now, "internal_error");
+                return self.refuse(host, &request, now, "internal_error");
             };
             loaded
                 .config
                 .decide(&request, now, &mut cache, &loaded.limits)
         };
         let id = decision_id(&request, now, Some(&loaded));
+        let mut facts = audit_log::facts(&id, now, &request, &evaluation, &loaded.config);
+        self.decision_id = id.clone();
 
         match &evaluation.decision {
             Decision::Deny(denial) if evaluation.enforced => {
                 let reply = reply::for_denial(denial, &id);
-                host.log(
-                    LogLevel::Info,
-                    &decision_log::line(
-                        &id,
-                        now,
-                        &request,
-                        &evaluation,
-                        Some(reply.status),
-                        &loaded.config,
-                    ),
-                );
+                facts.http_status = Some(reply.status);
+                facts.latency_us = elapsed_us(host, now);
+                // Denials are recorded at once: the upstream never sees them.
+                audit_log::write(host, &self.audit, &facts, &loaded.config.audit, now);
                 host.send_local_reply(&reply);
                 Flow::Stop
             }
             Decision::Deny(_) => {
+                // Dry run: recorded as the denial it would have been, after the response.
                 mark_upstream_request(host, &id);
-                host.log(
-                    LogLevel::Info,
-                    &decision_log::line(&id, now, &request, &evaluation, None, &loaded.config),
-                );
+                self.pending = Some(facts);
                 Flow::Continue
             }
             Decision::Allow(directives) => {
@@ -159,11 +172,7 @@ impl Stream {
                         host.remove_request_header(name);
                     }
                 }
-                self.decision_id = id.clone();
-                host.log(
-                    LogLevel::Info,
-                    &decision_log::line(&id, now, &request, &evaluation, None, &loaded.config),
-                );
+                self.pending = Some(facts);
                 Flow::Continue
             }
         }
@@ -176,6 +185,9 @@ impl Stream {
         for (name, value) in self.response_headers.drain(..) {
             host.add_response_header(&name, &value);
         }
+        self.status = host
+            .response_header(":status")
+            .and_then(|s| String::from_utf8_lossy(&s).parse().ok());
         let (Some(loaded), Some(now)) = (self.loaded.clone(), host.now()) else {
             return Flow::Continue;
         };
@@ -197,15 +209,17 @@ impl Stream {
                         meter.retry_after(now),
                         &self.decision_id,
                     );
-                    host.log(
-                        LogLevel::Info,
-                        &decision_log::records_line(
-                            &self.decision_id,
-                            now,
-                            meter,
-                            Some(reply.status),
-                        ),
-                    );
+                    if let Some(facts) = self.pending.as_mut() {
+                        facts.decision = "deny";
+                        facts.reason = "records_exhausted".into();
+                        facts.detail = Some(format!(
+                            "the upstream reported more records than remain under {}",
+                            meter.rule
+                        ));
+                        facts.records = Some(0);
+                        facts.truncated = true;
+                    }
+                    self.status = Some(reply.status);
                     host.send_local_reply(&reply);
                     self.meters.clear();
                     return Flow::Stop;
@@ -248,15 +262,65 @@ impl Stream {
             host.replace_response_body(size, chunk.get(..keep).unwrap_or_default());
         }
         if end_of_stream {
-            for meter in &self.meters {
-                host.log(
-                    LogLevel::Info,
-                    &decision_log::records_line(&self.decision_id, now, meter, None),
-                );
-            }
+            self.note_records();
             self.meters.clear();
         }
     }
+
+    /// The stream is done (Envoy's `on_log`): writes the record of a request
+    /// that went upstream, with the response's status, records and latency.
+    pub fn on_log(&mut self, host: &impl Host) {
+        self.note_records();
+        let Some(mut facts) = self.pending.take() else {
+            return;
+        };
+        let now = host.now().unwrap_or(self.started);
+        if facts.http_status.is_none() {
+            facts.http_status = self.status;
+        }
+        facts.latency_us =
+            u64::try_from(now.saturating_sub(self.started).as_micros()).unwrap_or(u64::MAX);
+        match &self.loaded {
+            Some(loaded) => audit_log::write(host, &self.audit, &facts, &loaded.config.audit, now),
+            None => audit_log::write(host, &self.audit, &facts, &AuditConfig::defaults(), now),
+        }
+    }
+
+    /// Copies what the meters counted into the pending record.
+    fn note_records(&mut self) {
+        if self.meters.is_empty() {
+            return;
+        }
+        if let Some(facts) = self.pending.as_mut() {
+            facts.records = Some(self.meters.iter().map(ResponseMeter::records).sum());
+            facts.truncated = self.meters.iter().any(ResponseMeter::truncated);
+        }
+    }
+
+    /// Refuses a request Palisade cannot decide on (503), recording why.
+    fn refuse(
+        &mut self,
+        host: &impl Host,
+        request: &Request,
+        now: Duration,
+        reason: &'static str,
+    ) -> Flow {
+        let id = decision_id(request, now, None);
+        let facts = audit_log::refusal_facts(&id, now, request, reason, 503);
+        match &self.loaded {
+            Some(loaded) => audit_log::write(host, &self.audit, &facts, &loaded.config.audit, now),
+            None => audit_log::write(host, &self.audit, &facts, &AuditConfig::defaults(), now),
+        }
+        host.send_local_reply(&reply::unavailable(reason, &id));
+        Flow::Stop
+    }
+}
+
+/// Microseconds from `since` to the host's now.
+fn elapsed_us(host: &impl Host, since: Duration) -> u64 {
+    host.now().map_or(0, |now| {
+        u64::try_from(now.saturating_sub(since).as_micros()).unwrap_or(u64::MAX)
+    })
 }
 
 /// Header carrying the decision id to the upstream, so its logs can be joined
@@ -284,17 +348,6 @@ pub fn collect_request(host: &impl Host, headers: Vec<(Vec<u8>, Vec<u8>)>) -> Re
         destination_address: text_property(host, &["destination", "address"]),
         source_principal: text_property(host, &["connection", "uri_san_peer_certificate"]),
     }
-}
-
-/// Refuses a request Palisade cannot decide on (503), logging why.
-fn refuse(host: &impl Host, request: &Request, now: Duration, reason: &'static str) -> Flow {
-    let id = decision_id(request, now, None);
-    host.log(
-        LogLevel::Error,
-        &decision_log::refusal_line(&id, now, request, reason, 503),
-    );
-    host.send_local_reply(&reply::unavailable(reason, &id));
-    Flow::Stop
 }
 
 /// Envoy's request id when present (it is a UUID by default); otherwise a

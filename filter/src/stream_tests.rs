@@ -3,6 +3,7 @@ use crate::mock::MockHost;
 use palisade_core::algorithm::Alg;
 use palisade_core::mint::SigningKey;
 use serde_json::json;
+use std::cell::RefCell;
 use std::time::Duration;
 
 const NOW: Duration = Duration::from_secs(1_700_000_000);
@@ -42,13 +43,25 @@ fn token(sub: &str) -> String {
         .unwrap()
 }
 
-fn run(loaded: Option<Rc<Loaded>>, host: &MockHost) -> Flow {
-    let mut stream = Stream::new(loaded);
+fn writer() -> Rc<RefCell<AuditWriter>> {
+    Rc::new(RefCell::new(AuditWriter::new(Rc::new(
+        palisade_core::ratelimit::store::MemoryStore::default(),
+    ))))
+}
+
+/// One request through a stream: headers, the upstream's response, completion.
+fn run_with(loaded: Option<Rc<Loaded>>, audit: Rc<RefCell<AuditWriter>>, host: &MockHost) -> Flow {
+    let mut stream = Stream::new(loaded, audit);
     let flow = stream.on_request_headers(host);
     if flow == Flow::Continue {
         let _ = stream.on_response_headers(host);
     }
+    stream.on_log(host);
     flow
+}
+
+fn run(loaded: Option<Rc<Loaded>>, host: &MockHost) -> Flow {
+    run_with(loaded, writer(), host)
 }
 
 #[test]
@@ -171,7 +184,49 @@ fn log_line_never_contains_the_token_or_query() {
             "{line}"
         );
     }
-    assert_eq!(host.decision_lines()[0]["path"], "/api/v1/customers");
+    let record = &host.decision_lines()[0];
+    assert_eq!(record["request_path"], "/api/v1/customers?api_key=REDACTED");
+    assert_eq!(record["path"], "envoy/authz/allow", "OPA's decision path");
+}
+
+#[test]
+fn an_allowed_request_is_recorded_when_it_completes() {
+    let auth = format!("Bearer {}", token("alice"));
+    let host = MockHost::get("/api/v1/customers/1", &[("authorization", &auth)], NOW);
+    let mut stream = Stream::new(Some(loaded("enforce")), writer());
+    assert_eq!(stream.on_request_headers(&host), Flow::Continue);
+    assert!(host.decision_lines().is_empty(), "not before the response");
+    host.response_headers
+        .borrow_mut()
+        .push((":status".to_owned(), "204".to_owned()));
+    let _ = stream.on_response_headers(&host);
+    stream.on_log(&host);
+    let records = host.decision_lines();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["decision"], "allow");
+    assert_eq!(records[0]["http_status"], 204);
+    assert_eq!(records[0]["subject"], "alice");
+    assert_eq!(records[0]["result"]["allowed"], true);
+    assert!(records[0]["latency_us"].is_u64());
+}
+
+#[test]
+fn records_of_one_vm_form_one_chain() {
+    let audit = writer();
+    let l = loaded("enforce");
+    for path in ["/health", "/api/v1/customers", "/health"] {
+        run_with(
+            Some(l.clone()),
+            audit.clone(),
+            &MockHost::get(path, &[], NOW),
+        );
+    }
+    let host = MockHost::get("/health", &[], NOW);
+    run_with(Some(l), audit.clone(), &host);
+    let last = &host.audit_lines()[0];
+    assert_eq!(last["seq"], 4, "a chain_reset, then four decisions");
+    let head = audit.borrow().head().unwrap();
+    assert_eq!(last["hash"], head.hash);
 }
 
 #[test]

@@ -6,11 +6,13 @@
 
 use crate::host::{Flow, Host, LocalReply, LogLevel};
 use crate::stream::{Loaded, Stream};
+use palisade_core::audit::writer::AuditWriter;
 use palisade_core::config::Config;
 use palisade_core::ratelimit::store::{CasMismatch, SharedStore};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -127,7 +129,25 @@ struct PalisadeRoot {
     loaded: Option<Rc<Loaded>>,
 }
 
-impl Context for PalisadeRoot {}
+impl Context for PalisadeRoot {
+    /// The plugin is going away (a reload, or shutdown): gives the audit
+    /// chain's slot up so the next chain links to it at once.
+    fn on_done(&mut self) -> bool {
+        if let Ok(mut writer) = audit_writer().try_borrow_mut() {
+            writer.release();
+        }
+        true
+    }
+}
+
+thread_local! {
+    /// This VM's audit chain: one per VM, kept across configuration reloads.
+    static AUDIT: Rc<RefCell<AuditWriter>> = Rc::new(RefCell::new(AuditWriter::new(Rc::new(HostSharedData))));
+}
+
+fn audit_writer() -> Rc<RefCell<AuditWriter>> {
+    AUDIT.with(Rc::clone)
+}
 
 impl RootContext for PalisadeRoot {
     /// Compiles the configuration. On any error, logs it and returns `false`,
@@ -169,13 +189,8 @@ impl RootContext for PalisadeRoot {
                     ),
                 );
                 let loaded = Loaded::new(config, Rc::new(HostSharedData));
-                let period = if loaded.wants_ticks() {
-                    crate::stream::SWEEP_PERIOD
-                } else {
-                    Duration::ZERO
-                };
-                if hostcalls::set_tick_period(period).is_err() {
-                    host.log(LogLevel::Warn, "palisade: no tick timer: idle rate-limit state is reclaimed only as buckets fill");
+                if hostcalls::set_tick_period(crate::stream::TICK_PERIOD).is_err() {
+                    host.log(LogLevel::Warn, "palisade: no tick timer: idle rate-limit state is reclaimed only as buckets fill, and the audit chain's slot lease is not renewed");
                 }
                 self.loaded = Some(Rc::new(loaded));
                 true
@@ -201,11 +216,12 @@ impl RootContext for PalisadeRoot {
         if let Some(loaded) = &self.loaded {
             loaded.on_tick(&ProxyWasmHost);
         }
+        crate::stream::renew_audit(&audit_writer(), &ProxyWasmHost);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(PalisadeHttp {
-            stream: Stream::new(self.loaded.clone()),
+            stream: Stream::new(self.loaded.clone(), audit_writer()),
         }))
     }
 
@@ -239,6 +255,11 @@ impl HttpContext for PalisadeHttp {
         self.stream
             .on_response_body(&ProxyWasmHost, body_size, end_of_stream);
         Action::Continue
+    }
+
+    /// The stream is complete: its audit record is written now.
+    fn on_log(&mut self) {
+        self.stream.on_log(&ProxyWasmHost);
     }
 }
 

@@ -284,11 +284,19 @@ impl Envoy {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
 
-    /// Palisade's decision lines, parsed.
+    /// Palisade's audit records of decisions, parsed (not chain resets).
     pub fn decisions(&self) -> Vec<Value> {
+        self.audit_records()
+            .into_iter()
+            .filter(|r| r["event"] == "decision")
+            .collect()
+    }
+
+    /// Every audit record in Envoy's log, parsed, in order.
+    pub fn audit_records(&self) -> Vec<Value> {
         self.log()
             .lines()
-            .filter_map(|l| l.split_once(palisade_filter::decision_log::PREFIX))
+            .filter_map(|l| l.split_once(palisade_filter::audit_log::PREFIX))
             .filter_map(|(_, json)| serde_json::from_str(json).ok())
             .collect()
     }

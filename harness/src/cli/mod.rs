@@ -1,6 +1,7 @@
 //! Subcommands of the `palisade` CLI. Each returns an exit code, or an error
 //! message that names what is missing or wrong (never a panic).
 
+mod audit;
 mod check;
 mod eval;
 mod serve;
@@ -34,6 +35,9 @@ enum Command {
     Token(token::Args),
     /// Run the filter as a local HTTP proxy in front of an upstream.
     Serve(serve::Args),
+    /// Check the tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(audit::Command),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -43,6 +47,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Check(a) => check::run(a),
         Command::Token(a) => token::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Audit(c) => audit::run(c),
     }
 }
 

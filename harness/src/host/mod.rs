@@ -170,14 +170,21 @@ impl Exchange {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Palisade's decision line for this request, parsed.
+    /// Palisade's audit record of this request's decision, parsed.
     pub fn decision(&self) -> Option<serde_json::Value> {
-        self.logs.iter().find_map(|l| {
-            let json = l
-                .message
-                .strip_prefix(palisade_filter::decision_log::PREFIX)?;
-            serde_json::from_str(json).ok()
-        })
+        self.audit_records()
+            .into_iter()
+            .find(|r| r["event"] == "decision")
+    }
+
+    /// Every audit record written during this request (a chain's first
+    /// request also writes its `chain_reset`).
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .iter()
+            .filter_map(|l| l.message.strip_prefix(palisade_filter::audit_log::PREFIX))
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect()
     }
 }
 
@@ -432,6 +439,21 @@ impl Vm {
         }
         if let Some(delete) = &self.entry.delete {
             delete.call(&mut self.store, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Shuts the VM down as Envoy does when a plugin is removed or reloaded:
+    /// the root context's `proxy_on_done`, then `proxy_on_delete`.
+    pub fn shutdown(mut self) -> Result<(), String> {
+        if let Some(done) = &self.entry.done {
+            done.call(&mut self.store, ROOT_CONTEXT)
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        if let Some(delete) = &self.entry.delete {
+            delete
+                .call(&mut self.store, ROOT_CONTEXT)
+                .map_err(|e| format!("{e:?}"))?;
         }
         Ok(())
     }
