@@ -106,8 +106,10 @@ pub fn write(
         );
         return;
     };
-    for sealed in writer.write(record, now, &facts.timestamp) {
-        host.log(LogLevel::Info, &format!("{PREFIX}{sealed}"));
+    let sealed = writer.write(record, now, &facts.timestamp);
+    crate::metrics::audited(host, sealed.len() as u64);
+    for record in sealed {
+        host.log(LogLevel::Info, &format!("{PREFIX}{record}"));
     }
 }
 

@@ -54,4 +54,8 @@ pub trait Host {
     fn replace_response_body(&self, size: usize, bytes: &[u8]);
     fn send_local_reply(&self, reply: &LocalReply);
     fn log(&self, level: LogLevel, message: &str);
+    /// Adds `by` to the counter `name` (defined on first use).
+    fn count(&self, name: &str, by: u64);
+    /// Records `value` in the histogram `name` (defined on first use).
+    fn record(&self, name: &str, value: u64);
 }

@@ -10,6 +10,7 @@
 pub mod audit_log;
 pub mod header_map;
 pub mod host;
+pub mod metrics;
 pub mod reply;
 pub mod stream;
 

@@ -18,6 +18,9 @@ pub struct MockHost {
     pub now: Duration,
     pub reply: RefCell<Option<LocalReply>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
+    /// Counter totals and histogram samples, by metric name.
+    pub counters: RefCell<BTreeMap<String, u64>>,
+    pub histograms: RefCell<BTreeMap<String, Vec<u64>>>,
     /// Simulate host failures.
     pub fail_headers: bool,
     pub fail_clock: bool,
@@ -77,6 +80,20 @@ impl MockHost {
 }
 
 impl Host for MockHost {
+    fn count(&self, name: &str, by: u64) {
+        *self
+            .counters
+            .borrow_mut()
+            .entry(name.to_owned())
+            .or_default() += by;
+    }
+    fn record(&self, name: &str, value: u64) {
+        self.histograms
+            .borrow_mut()
+            .entry(name.to_owned())
+            .or_default()
+            .push(value);
+    }
     fn request_headers(&self) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         if self.fail_headers {
             return None;

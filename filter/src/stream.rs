@@ -3,6 +3,7 @@
 
 use crate::audit_log;
 use crate::host::{Flow, Host, LogLevel};
+use crate::metrics;
 use crate::reply;
 use palisade_core::audit::config::AuditConfig;
 use palisade_core::audit::record::Facts;
@@ -125,8 +126,9 @@ impl Stream {
             };
             loaded
                 .config
-                .decide(&request, now, &mut cache, &loaded.limits)
+                .decide_timed(&request, now, &mut cache, &loaded.limits, &|| host.now())
         };
+        metrics::decided(host, &evaluation);
         let id = decision_id(&request, now, Some(&loaded));
         let mut facts = audit_log::facts(&id, now, &request, &evaluation, &loaded.config);
         self.decision_id = id.clone();
@@ -220,6 +222,7 @@ impl Stream {
                         facts.truncated = true;
                     }
                     self.status = Some(reply.status);
+                    metrics::records_refused(host);
                     host.send_local_reply(&reply);
                     self.meters.clear();
                     return Flow::Stop;
@@ -274,6 +277,9 @@ impl Stream {
         let Some(mut facts) = self.pending.take() else {
             return;
         };
+        if let Some(n) = facts.records {
+            metrics::returned(host, n, facts.truncated);
+        }
         let now = host.now().unwrap_or(self.started);
         if facts.http_status.is_none() {
             facts.http_status = self.status;
@@ -307,6 +313,7 @@ impl Stream {
     ) -> Flow {
         let id = decision_id(request, now, None);
         let facts = audit_log::refusal_facts(&id, now, request, reason, 503);
+        metrics::refused(host, reason);
         match &self.loaded {
             Some(loaded) => audit_log::write(host, &self.audit, &facts, &loaded.config.audit, now),
             None => audit_log::write(host, &self.audit, &facts, &AuditConfig::defaults(), now),

@@ -284,3 +284,40 @@ fn missing_configuration_is_recorded() {
     assert_eq!(host.decision_lines()[0]["reason"], "not_configured");
     assert_eq!(host.decision_lines()[0]["http_status"], 503);
 }
+
+#[test]
+fn metrics_count_decisions_by_reason_and_time_the_steps() {
+    let l = loaded("enforce");
+    let ok = format!("Bearer {}", token("alice"));
+    run(
+        Some(l.clone()),
+        &MockHost::get("/api/v1/customers/1", &[("authorization", &ok)], NOW),
+    );
+    let bad = MockHost::get(
+        "/api/v1/customers/1",
+        &[("authorization", "Bearer a.b.c")],
+        NOW,
+    );
+    run(Some(l), &bad);
+    let counters = bad.counters.borrow();
+    assert_eq!(
+        counters.get("palisade.requests.deny.token_malformed"),
+        Some(&1)
+    );
+    assert_eq!(
+        counters.get("palisade.token_failures.token_malformed"),
+        Some(&1)
+    );
+    assert_eq!(
+        counters.get("palisade.audit_records"),
+        Some(&2),
+        "a chain_reset and the decision"
+    );
+    assert_eq!(bad.histograms.borrow()["palisade.verification_us"].len(), 1);
+    assert!(
+        !bad.histograms
+            .borrow()
+            .contains_key("palisade.evaluation_us"),
+        "the policy never ran"
+    );
+}

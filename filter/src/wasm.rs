@@ -11,7 +11,7 @@ use palisade_core::config::Config;
 use palisade_core::ratelimit::store::{CasMismatch, SharedStore};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -95,6 +95,18 @@ impl Host for ProxyWasmHost {
         }
     }
 
+    fn count(&self, name: &str, by: u64) {
+        if let Some(id) = metric_id(MetricType::Counter, name) {
+            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn record(&self, name: &str, value: u64) {
+        if let Some(id) = metric_id(MetricType::Histogram, name) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
     fn log(&self, level: LogLevel, message: &str) {
         let level = match level {
             LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
@@ -104,6 +116,24 @@ impl Host for ProxyWasmHost {
         };
         let _ = hostcalls::log(level, message);
     }
+}
+
+thread_local! {
+    /// Metric ids by name, defined on first use (per VM).
+    static METRICS: RefCell<std::collections::HashMap<String, u32>> = RefCell::new(std::collections::HashMap::new());
+}
+
+/// The id of metric `name` of `kind`, defining it on first use.
+fn metric_id(kind: MetricType, name: &str) -> Option<u32> {
+    METRICS.with(|m| {
+        let mut m = m.try_borrow_mut().ok()?;
+        if let Some(id) = m.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        m.insert(name.to_owned(), id);
+        Some(id)
+    })
 }
 
 /// Envoy's shared data (one space for all workers of the process).

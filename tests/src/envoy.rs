@@ -120,6 +120,7 @@ impl Envoy {
     fn bootstrap(&self) -> Value {
         json!({
             "node": {"id": "palisade-e2e", "cluster": "palisade-e2e"},
+            "stats_config": shipped_stats_config(),
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "dynamic_resources": {
                 "lds_config": {"path_config_source": {"path": self.dir.join("lds.json")}, "resource_api_version": "V3"}
@@ -243,6 +244,28 @@ impl Envoy {
             .unwrap_or(0)
     }
 
+    /// The admin `/stats/prometheus` text.
+    pub fn prometheus(&self) -> String {
+        self.admin("/stats/prometheus")
+            .map(|r| r.body)
+            .unwrap_or_default()
+    }
+
+    /// One sample from `/stats/prometheus`, e.g.
+    /// `palisade_requests{decision="allow",reason="allowed"}` (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        self.prometheus()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
     /// Replaces the listeners through the watched LDS file and waits until
     /// Envoy has either accepted or rejected the update. Returns true if accepted.
     pub fn update_listeners(&self, listeners: &[Listener]) -> bool {
@@ -322,6 +345,14 @@ impl Envoy {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The `stats_config` of the shipped `envoy/sidecar.yaml` (Palisade's stat
+/// tags), so the tests scrape what users get.
+pub fn shipped_stats_config() -> Value {
+    let text = std::fs::read_to_string(crate::repo().join("envoy/sidecar.yaml")).unwrap();
+    let sidecar: Value = yaml_serde::from_str(&text).unwrap();
+    sidecar["stats_config"].clone()
 }
 
 impl Drop for Envoy {

@@ -184,6 +184,48 @@ fn every_request_is_audited_once_secrets_never_and_tampering_is_found() {
     assert_eq!(decisions[4]["records"], 10);
     assert_eq!(decisions[4]["truncated"], false);
 
+    // The counters moved as the requests went.
+    let m = |series: &str| envoy.metric(series);
+    assert_eq!(
+        m(r#"palisade_requests{decision="allow",reason="allowed"}"#),
+        4.0
+    );
+    assert_eq!(
+        m(r#"palisade_requests{decision="deny",reason="policy_denied"}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"palisade_requests{decision="deny",reason="token_expired"}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"palisade_requests{decision="deny",reason="page_size"}"#),
+        1.0
+    );
+    assert_eq!(m(r#"palisade_token_failures{reason="token_expired"}"#), 1.0);
+    assert_eq!(m(r#"palisade_rate_limited{reason="rate_limited"}"#), 1.0);
+    assert_eq!(
+        m("palisade_records_returned{}"),
+        21.0,
+        "1 + 10 + 10 records"
+    );
+    assert_eq!(m("palisade_audit_records{}"), (requests.len() + 1) as f64);
+    // Histograms reach the admin page at Envoy's next stats flush (5 s).
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while m("palisade_evaluation_us_count{}") < 5.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        m("palisade_evaluation_us_count{}"),
+        5.0,
+        "the policy ran 5 times"
+    );
+    assert_eq!(
+        m("palisade_verification_us_count{}"),
+        7.0,
+        "7 requests carried a token"
+    );
+
     // No token, Authorization header, cookie or secret query value, anywhere.
     let log = envoy.log();
     for secret in [

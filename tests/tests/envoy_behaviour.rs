@@ -73,6 +73,12 @@ fn dry_run_faults_and_hostile_bytes() {
         (Some("deny"), Some("policy_denied"))
     );
     assert_eq!(line["dry_run"], true);
+    assert_eq!(line["http_status"], 200, "recorded after the response");
+    // Its own metric, so a rollout can be measured before it is enforced.
+    assert_eq!(
+        envoy.metric("palisade_dry_run_denials{reason=\"policy_denied\"}"),
+        1.0
+    );
     // The same request is refused where the policy is enforced.
     let (r, reached) = send(&up, envoy.port("enforce"), "/api/v1/customers/42", &[]);
     assert_eq!((r.status, reached), (401, false));

@@ -31,6 +31,18 @@ pub struct Evaluation {
     pub input: Option<regorus::Value>,
     /// What the policy returned, if it was evaluated and returned a value.
     pub result: Option<regorus::Value>,
+    /// Time spent verifying the token and evaluating the policy, when a
+    /// clock was given ([`Config::decide_timed`]).
+    pub timings: Timings,
+}
+
+/// Time spent in the two costly steps of a decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Token verification (a cache hit counts too), if a token was presented.
+    pub verify: Option<Duration>,
+    /// Policy evaluation, if the policy ran.
+    pub evaluate: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +100,28 @@ impl Config {
         cache: &mut TokenCache,
         limits: &Limits,
     ) -> Evaluation {
+        self.decide_timed(request, now, cache, limits, &|| None)
+    }
+
+    /// As [`Config::decide`], timing verification and evaluation with
+    /// `clock` (the host's monotonic-enough clock; `None` when unavailable).
+    pub fn decide_timed(
+        &self,
+        request: &Request,
+        now: Duration,
+        cache: &mut TokenCache,
+        limits: &Limits,
+        clock: &dyn Fn() -> Option<Duration>,
+    ) -> Evaluation {
+        let since = |start: Option<Duration>| Some(clock()?.saturating_sub(start?));
         let enforced = self.mode == Mode::Enforce;
-        let token = match self.authenticate(request, now, cache) {
+        let mut timings = Timings::default();
+        let started = clock();
+        let authenticated = self.authenticate(request, now, cache);
+        if !matches!(authenticated, Ok(None)) {
+            timings.verify = since(started);
+        }
+        let token = match authenticated {
             Ok(token) => token,
             Err(e) => {
                 return Evaluation {
@@ -104,6 +136,7 @@ impl Config {
                     meters: Vec::new(),
                     input: Some(input::build(request, None, None)),
                     result: None,
+                    timings,
                 }
             }
         };
@@ -122,11 +155,14 @@ impl Config {
                     enforced,
                     meters: Vec::new(),
                     result: None,
+                    timings,
                 }
             }
         };
         let input = input::build(request, token.as_deref(), Some(usage));
+        let started = clock();
         let evaluated = self.policy.evaluate(input.clone());
+        timings.evaluate = since(started);
         let result = evaluated.as_ref().ok().cloned();
         let decision = match decision::interpret(evaluated) {
             PolicyVerdict::Allow(directives) => Decision::Allow(directives),
@@ -153,6 +189,7 @@ impl Config {
             meters,
             input: Some(input),
             result,
+            timings,
         }
     }
 
