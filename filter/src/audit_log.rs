@@ -8,13 +8,42 @@
 
 use crate::host::{Host, LogLevel};
 use palisade_core::audit::config::AuditConfig;
+use palisade_core::audit::outbox::{gzip_json, Endpoint, Outbox};
 use palisade_core::audit::record::Facts;
 use palisade_core::audit::writer::AuditWriter;
 use palisade_core::config::Config;
 use palisade_core::gate::{Decision, Evaluation};
+use palisade_core::ratelimit::limits::Suspension;
+use palisade_core::ratelimit::store::SharedStore;
 use palisade_core::request::Request;
+use serde_json::{json, Map, Value};
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
+
+/// Records one VM holds for the collector before it drops (and counts) more.
+pub const COLLECTOR_BACKLOG: usize = 10_000;
+
+/// Alerts one VM holds for the webhook.
+pub const ALERT_BACKLOG: usize = 1_000;
+
+/// This VM's audit trail: its chain, and what waits for the collector and
+/// the alert webhook. One per VM, kept across configuration reloads.
+pub struct Trail {
+    pub writer: RefCell<AuditWriter>,
+    pub collector: RefCell<Outbox>,
+    pub alerts: RefCell<Outbox>,
+}
+
+impl Trail {
+    pub fn new(store: Rc<dyn SharedStore>) -> Trail {
+        Trail {
+            writer: RefCell::new(AuditWriter::new(store)),
+            collector: RefCell::new(Outbox::new(COLLECTOR_BACKLOG)),
+            alerts: RefCell::new(Outbox::new(ALERT_BACKLOG)),
+        }
+    }
+}
 
 /// Prefix of every audit line, for grepping, shipping and `palisade audit verify`.
 pub const PREFIX: &str = "palisade.audit ";
@@ -82,34 +111,195 @@ pub fn refusal_facts(
     }
 }
 
-/// Writes the record for `facts` if it must be recorded, sealing it into
-/// the chain. A writer busy elsewhere (never expected) is logged, not skipped
-/// in silence.
-pub fn write(
+/// Writes the record for `facts` if it must be recorded.
+pub fn write(host: &impl Host, trail: &Trail, facts: &Facts, config: &AuditConfig, now: Duration) {
+    if facts.must_record(config) {
+        seal(
+            host,
+            trail,
+            facts.to_record(config),
+            config,
+            now,
+            &facts.timestamp,
+        );
+    }
+}
+
+/// Raises an alert for a suspension: a record in the chain, and a call to
+/// the webhook when one is configured. Each suspension is reported once
+/// (by the worker that made it), so alerts are deduplicated per identity
+/// and suspension period.
+pub fn alert(
     host: &impl Host,
-    writer: &RefCell<AuditWriter>,
-    facts: &Facts,
+    trail: &Trail,
+    s: &Suspension,
+    decision_id: &str,
     config: &AuditConfig,
     now: Duration,
 ) {
-    if !facts.must_record(config) {
-        return;
+    let timestamp = rfc3339(now);
+    let event = json!({
+        "event": "alert",
+        "kind": "identity_suspended",
+        "timestamp": timestamp,
+        "decision_id": decision_id,
+        "rule": s.rule,
+        "identity": s.identity,
+        "cause": s.cause,
+        "suspended_until": rfc3339(Duration::from_secs(s.until)),
+        "labels": {"app": "palisade"},
+    });
+    host.log(
+        LogLevel::Warn,
+        &format!(
+            "palisade: alert: {} suspended under {} until {} ({})",
+            s.identity,
+            s.rule,
+            rfc3339(Duration::from_secs(s.until)),
+            s.cause
+        ),
+    );
+    host.count("palisade.alerts.identity_suspended", 1);
+    if let Value::Object(record) = event.clone() {
+        seal(host, trail, record, config, now, &timestamp);
     }
-    let record = facts.to_record(config);
-    let Ok(mut writer) = writer.try_borrow_mut() else {
+    if config.alerts.is_some() {
+        queue(host, &trail.alerts, event, "alert");
+    }
+}
+
+/// Seals one record into the chain, logs it, and queues it for the collector.
+fn seal(
+    host: &impl Host,
+    trail: &Trail,
+    record: Map<String, Value>,
+    config: &AuditConfig,
+    now: Duration,
+    timestamp: &str,
+) {
+    let Ok(mut writer) = trail.writer.try_borrow_mut() else {
         host.log(
             LogLevel::Error,
-            &format!(
-                "palisade: audit writer busy; record {} not chained",
-                facts.decision_id
-            ),
+            "palisade: audit writer busy; a record was not chained",
         );
         return;
     };
-    let sealed = writer.write(record, now, &facts.timestamp);
+    let sealed = writer.write(record, now, timestamp);
+    drop(writer);
     crate::metrics::audited(host, sealed.len() as u64);
     for record in sealed {
         host.log(LogLevel::Info, &format!("{PREFIX}{record}"));
+        if config.collector.is_some() {
+            queue(host, &trail.collector, record, "audit record");
+        }
+    }
+}
+
+fn queue(host: &impl Host, outbox: &RefCell<Outbox>, record: Value, what: &str) {
+    let queued = outbox.try_borrow_mut().map(|mut o| o.push(record));
+    if !matches!(queued, Ok(true)) {
+        host.count("palisade.audit_dropped", 1);
+        host.log(
+            LogLevel::Error,
+            &format!(
+                "palisade: {what} not queued for shipping (backlog full); it is in the Envoy log"
+            ),
+        );
+    }
+}
+
+/// True if the collector is required and its last upload failed: requests
+/// on personal-data routes must then be refused.
+pub fn collector_down(trail: &Trail, config: &AuditConfig) -> bool {
+    config.collector.as_ref().is_some_and(|c| c.required)
+        && trail.collector.try_borrow().map_or(true, |o| !o.healthy())
+}
+
+/// On the tick: sends one batch to the collector and one alert to the
+/// webhook, if any wait and none is in flight.
+pub fn pump(host: &impl Host, trail: &Trail, config: &AuditConfig) {
+    if let Some(endpoint) = &config.collector {
+        send(host, &trail.collector, endpoint, true);
+    }
+    if let Some(endpoint) = &config.alerts {
+        send(host, &trail.alerts, endpoint, false);
+    }
+}
+
+fn send(host: &impl Host, outbox: &RefCell<Outbox>, endpoint: &Endpoint, batched: bool) {
+    let Ok(mut outbox) = outbox.try_borrow_mut() else {
+        return;
+    };
+    let Some(batch) = outbox.next_batch(endpoint.batch_max) else {
+        return;
+    };
+    let (body, encoding) = if batched {
+        (gzip_json(&batch), Some("gzip"))
+    } else {
+        (
+            batch
+                .first()
+                .map(Value::to_string)
+                .unwrap_or_default()
+                .into_bytes(),
+            None,
+        )
+    };
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", endpoint.path.as_str()),
+        (":authority", endpoint.authority.as_str()),
+        ("content-type", "application/json"),
+        ("user-agent", "palisade"),
+    ];
+    if let Some(e) = encoding {
+        headers.push(("content-encoding", e));
+    }
+    let timeout = Duration::from_millis(endpoint.timeout_ms);
+    match host.dispatch(&endpoint.cluster, &headers, &body, timeout) {
+        Some(token) => outbox.sent(token, batch),
+        None => {
+            outbox.not_sent(batch, "the host refused to dispatch the call");
+            host.log(
+                LogLevel::Error,
+                &format!(
+                    "palisade: cannot call cluster {}: is it defined?",
+                    endpoint.cluster
+                ),
+            );
+        }
+    }
+}
+
+/// An HTTP call came back (root context): settles the upload it carried.
+pub fn answered(host: &impl Host, trail: &Trail, token: u32) {
+    let status = host.call_status();
+    for (outbox, what) in [
+        (&trail.collector, "audit collector"),
+        (&trail.alerts, "alert webhook"),
+    ] {
+        let Ok(mut o) = outbox.try_borrow_mut() else {
+            continue;
+        };
+        let was_healthy = o.healthy();
+        if o.answered(token, status) {
+            if !o.healthy() {
+                host.count(&format!("palisade.{}_failures", what.replace(' ', "_")), 1);
+                if was_healthy {
+                    host.log(
+                        LogLevel::Error,
+                        &format!(
+                            "palisade: {what} unreachable ({}); {} record(s) held for retry",
+                            o.last_error().unwrap_or("?"),
+                            o.len()
+                        ),
+                    );
+                }
+            } else if !was_healthy {
+                host.log(LogLevel::Info, &format!("palisade: {what} reachable again"));
+            }
+            return;
+        }
     }
 }
 

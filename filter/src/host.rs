@@ -54,6 +54,19 @@ pub trait Host {
     fn replace_response_body(&self, size: usize, bytes: &[u8]);
     fn send_local_reply(&self, reply: &LocalReply);
     fn log(&self, level: LogLevel, message: &str);
+    /// Sends an HTTP request through Envoy cluster `cluster`; the answer
+    /// comes to the root context. Returns the call's token, or `None` if the
+    /// host refused to dispatch it (e.g. no such cluster).
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Option<u32>;
+    /// The `:status` of the HTTP call being answered (in the root context's
+    /// callback); `None` when the call failed (timeout, no connection).
+    fn call_status(&self) -> Option<u16>;
     /// Adds `by` to the counter `name` (defined on first use).
     fn count(&self, name: &str, by: u64);
     /// Records `value` in the histogram `name` (defined on first use).

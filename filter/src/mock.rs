@@ -8,6 +8,9 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// One dispatched HTTP call: cluster, headers, body.
+pub type Call = (String, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Default)]
 pub struct MockHost {
     pub request_headers: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
@@ -18,6 +21,12 @@ pub struct MockHost {
     pub now: Duration,
     pub reply: RefCell<Option<LocalReply>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
+    /// HTTP calls dispatched.
+    pub calls: RefCell<Vec<Call>>,
+    /// Refuse to dispatch (no such cluster).
+    pub fail_dispatch: bool,
+    /// The status the call being answered carries.
+    pub call_status: std::cell::Cell<Option<u16>>,
     /// Counter totals and histogram samples, by metric name.
     pub counters: RefCell<BTreeMap<String, u64>>,
     pub histograms: RefCell<BTreeMap<String, Vec<u64>>>,
@@ -80,6 +89,30 @@ impl MockHost {
 }
 
 impl Host for MockHost {
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        _timeout: Duration,
+    ) -> Option<u32> {
+        if self.fail_dispatch {
+            return None;
+        }
+        let mut calls = self.calls.borrow_mut();
+        calls.push((
+            cluster.to_owned(),
+            headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body.to_vec(),
+        ));
+        u32::try_from(calls.len()).ok()
+    }
+    fn call_status(&self) -> Option<u16> {
+        self.call_status.get()
+    }
     fn count(&self, name: &str, by: u64) {
         *self
             .counters

@@ -1,13 +1,12 @@
 //! The per-request flow: collect facts through the [`Host`], ask the core,
 //! apply the answer. No decision logic lives here.
 
-use crate::audit_log;
+use crate::audit_log::{self, Trail};
 use crate::host::{Flow, Host, LogLevel};
 use crate::metrics;
 use crate::reply;
 use palisade_core::audit::config::AuditConfig;
 use palisade_core::audit::record::Facts;
-use palisade_core::audit::writer::AuditWriter;
 use palisade_core::config::Config;
 use palisade_core::gate::Decision;
 use palisade_core::ratelimit::limits::Limits;
@@ -44,13 +43,13 @@ impl Loaded {
     }
 }
 
-/// How often the root context ticks: it sweeps stale rate-limit state and
-/// renews the audit chain's lease.
-pub const TICK_PERIOD: Duration = Duration::from_secs(5);
+/// How often the root context ticks: it ships audit records and alerts,
+/// sweeps stale rate-limit state and renews the audit chain's lease.
+pub const TICK_PERIOD: Duration = Duration::from_secs(1);
 
 /// Buckets of each rule's identity table one sweep looks at: a table of the
 /// default size (4,096 buckets) is swept whole every 80 s by each worker.
-pub const SWEEP_BUCKETS: u32 = 256;
+pub const SWEEP_BUCKETS: u32 = 52;
 
 impl Loaded {
     /// One tick: empties stale entries of the identity tables, so shared
@@ -69,18 +68,22 @@ impl Loaded {
     }
 }
 
-/// On the tick: keeps the audit chain's slot in shared data.
-pub fn renew_audit(audit: &RefCell<AuditWriter>, host: &impl Host) {
-    if let (Ok(mut writer), Some(now)) = (audit.try_borrow_mut(), host.now()) {
+/// On the tick: keeps the audit chain's slot in shared data, and ships
+/// what waits for the collector and the alert webhook.
+pub fn audit_tick(trail: &Trail, loaded: Option<&Loaded>, host: &impl Host) {
+    if let (Ok(mut writer), Some(now)) = (trail.writer.try_borrow_mut(), host.now()) {
         writer.renew(now);
+    }
+    if let Some(loaded) = loaded {
+        audit_log::pump(host, trail, &loaded.config.audit);
     }
 }
 
 /// The filter's state for one HTTP stream.
 pub struct Stream {
     loaded: Option<Rc<Loaded>>,
-    /// This VM's audit chain.
-    audit: Rc<RefCell<AuditWriter>>,
+    /// This VM's audit trail.
+    trail: Rc<Trail>,
     /// `response_headers_to_add` from an allowing decision, applied on the response.
     response_headers: Vec<(String, String)>,
     /// Record budgets the response is counted against.
@@ -96,10 +99,10 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(loaded: Option<Rc<Loaded>>, audit: Rc<RefCell<AuditWriter>>) -> Self {
+    pub fn new(loaded: Option<Rc<Loaded>>, trail: Rc<Trail>) -> Self {
         Stream {
             loaded,
-            audit,
+            trail,
             response_headers: Vec::new(),
             meters: Vec::new(),
             decision_id: String::new(),
@@ -120,6 +123,12 @@ impl Stream {
         let Some(loaded) = self.loaded.clone() else {
             return self.refuse(host, &request, now, "not_configured");
         };
+        if audit_log::collector_down(&self.trail, &loaded.config.audit)
+            && personal(&loaded, &request)
+        {
+            // Personal data is not served while its access cannot be shipped.
+            return self.refuse(host, &request, now, "audit_unavailable");
+        }
         let evaluation = {
             let Ok(mut cache) = loaded.cache.try_borrow_mut() else {
                 return self.refuse(host, &request, now, "internal_error");
@@ -132,6 +141,7 @@ impl Stream {
         let id = decision_id(&request, now, Some(&loaded));
         let mut facts = audit_log::facts(&id, now, &request, &evaluation, &loaded.config);
         self.decision_id = id.clone();
+        self.raise_alerts(host, &loaded, now);
 
         match &evaluation.decision {
             Decision::Deny(denial) if evaluation.enforced => {
@@ -139,7 +149,7 @@ impl Stream {
                 facts.http_status = Some(reply.status);
                 facts.latency_us = elapsed_us(host, now);
                 // Denials are recorded at once: the upstream never sees them.
-                audit_log::write(host, &self.audit, &facts, &loaded.config.audit, now);
+                audit_log::write(host, &self.trail, &facts, &loaded.config.audit, now);
                 host.send_local_reply(&reply);
                 Flow::Stop
             }
@@ -206,6 +216,17 @@ impl Stream {
                     if meter.budget_exhausted() {
                         loaded.limits.budget_spent(meter, now);
                     }
+                    let suspensions = loaded.limits.take_suspensions();
+                    for s in &suspensions {
+                        audit_log::alert(
+                            host,
+                            &self.trail,
+                            s,
+                            &self.decision_id,
+                            &loaded.config.audit,
+                            now,
+                        );
+                    }
                     let reply = reply::records_refused(
                         &meter.rule,
                         meter.retry_after(now),
@@ -261,6 +282,7 @@ impl Stream {
                 loaded.limits.budget_spent(meter, now);
             }
         }
+        self.raise_alerts(host, &loaded, now);
         if keep < chunk.len() {
             host.replace_response_body(size, chunk.get(..keep).unwrap_or_default());
         }
@@ -287,8 +309,22 @@ impl Stream {
         facts.latency_us =
             u64::try_from(now.saturating_sub(self.started).as_micros()).unwrap_or(u64::MAX);
         match &self.loaded {
-            Some(loaded) => audit_log::write(host, &self.audit, &facts, &loaded.config.audit, now),
-            None => audit_log::write(host, &self.audit, &facts, &AuditConfig::defaults(), now),
+            Some(loaded) => audit_log::write(host, &self.trail, &facts, &loaded.config.audit, now),
+            None => audit_log::write(host, &self.trail, &facts, &AuditConfig::defaults(), now),
+        }
+    }
+
+    /// Alerts for the suspensions the limits just made.
+    fn raise_alerts(&self, host: &impl Host, loaded: &Loaded, now: Duration) {
+        for s in loaded.limits.take_suspensions() {
+            audit_log::alert(
+                host,
+                &self.trail,
+                &s,
+                &self.decision_id,
+                &loaded.config.audit,
+                now,
+            );
         }
     }
 
@@ -315,12 +351,28 @@ impl Stream {
         let facts = audit_log::refusal_facts(&id, now, request, reason, 503);
         metrics::refused(host, reason);
         match &self.loaded {
-            Some(loaded) => audit_log::write(host, &self.audit, &facts, &loaded.config.audit, now),
-            None => audit_log::write(host, &self.audit, &facts, &AuditConfig::defaults(), now),
+            Some(loaded) => audit_log::write(host, &self.trail, &facts, &loaded.config.audit, now),
+            None => audit_log::write(host, &self.trail, &facts, &AuditConfig::defaults(), now),
         }
         host.send_local_reply(&reply::unavailable(reason, &id));
         Flow::Stop
     }
+}
+
+/// True if the request is on a route the config marks as personal data.
+fn personal(loaded: &Loaded, request: &Request) -> bool {
+    let text = |name: &str| {
+        request
+            .headers
+            .first(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    loaded
+        .config
+        .audit
+        .personal_route(&text(":method"), &text(":path"))
+        .is_some()
 }
 
 /// Microseconds from `since` to the host's now.

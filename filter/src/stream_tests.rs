@@ -3,7 +3,6 @@ use crate::mock::MockHost;
 use palisade_core::algorithm::Alg;
 use palisade_core::mint::SigningKey;
 use serde_json::json;
-use std::cell::RefCell;
 use std::time::Duration;
 
 const NOW: Duration = Duration::from_secs(1_700_000_000);
@@ -43,14 +42,14 @@ fn token(sub: &str) -> String {
         .unwrap()
 }
 
-fn writer() -> Rc<RefCell<AuditWriter>> {
-    Rc::new(RefCell::new(AuditWriter::new(Rc::new(
+fn writer() -> Rc<Trail> {
+    Rc::new(Trail::new(Rc::new(
         palisade_core::ratelimit::store::MemoryStore::default(),
-    ))))
+    )))
 }
 
 /// One request through a stream: headers, the upstream's response, completion.
-fn run_with(loaded: Option<Rc<Loaded>>, audit: Rc<RefCell<AuditWriter>>, host: &MockHost) -> Flow {
+fn run_with(loaded: Option<Rc<Loaded>>, audit: Rc<Trail>, host: &MockHost) -> Flow {
     let mut stream = Stream::new(loaded, audit);
     let flow = stream.on_request_headers(host);
     if flow == Flow::Continue {
@@ -225,7 +224,7 @@ fn records_of_one_vm_form_one_chain() {
     run_with(Some(l), audit.clone(), &host);
     let last = &host.audit_lines()[0];
     assert_eq!(last["seq"], 4, "a chain_reset, then four decisions");
-    let head = audit.borrow().head().unwrap();
+    let head = audit.writer.borrow().head().unwrap();
     assert_eq!(last["hash"], head.hash);
 }
 
@@ -320,4 +319,84 @@ fn metrics_count_decisions_by_reason_and_time_the_steps() {
             .contains_key("palisade.evaluation_us"),
         "the policy never ran"
     );
+}
+
+fn shipped(required: bool) -> Rc<Loaded> {
+    let config = json!({
+        "providers": [{
+            "name": "test", "issuer": "https://idp.palisade.test", "audiences": ["customer-api"],
+            "algorithms": ["RS256"], "jwks": serde_json::from_str::<serde_json::Value>(JWKS).unwrap(),
+        }],
+        "policy": {"modules": {"authz.rego": POLICY}, "decision": "data.envoy.authz.allow"},
+        "audit": {
+            "personal_data": [{"path_prefix": "/api/v1/customers", "category": "pii"}],
+            "collector": {"cluster": "collector", "required": required, "batch_max": 10}
+        }
+    });
+    Rc::new(Loaded::new(
+        Config::from_json(config.to_string().as_bytes()).unwrap(),
+        Rc::new(palisade_core::ratelimit::store::MemoryStore::default()),
+    ))
+}
+
+#[test]
+fn records_ship_on_the_tick_and_a_required_collector_down_closes_personal_routes() {
+    let (l, trail) = (shipped(true), writer());
+    let auth = format!("Bearer {}", token("alice"));
+    let read = || MockHost::get("/api/v1/customers/1", &[("authorization", &auth)], NOW);
+    assert_eq!(
+        run_with(Some(l.clone()), trail.clone(), &read()),
+        Flow::Continue
+    );
+    let root = MockHost::get("/", &[], NOW);
+    audit_tick(&trail, Some(&l), &root);
+    let calls = root.calls.borrow().clone();
+    assert_eq!(calls.len(), 1);
+    let (cluster, headers, body) = &calls[0];
+    assert_eq!(cluster, "collector");
+    assert!(headers.contains(&(":path".to_owned(), "/logs".to_owned())));
+    assert!(headers.contains(&("content-encoding".to_owned(), "gzip".to_owned())));
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip");
+    // The collector fails: personal routes close, others go on.
+    root.call_status.set(Some(503));
+    audit_log::answered(&root, &trail, 1);
+    let refused = read();
+    assert_eq!(
+        run_with(Some(l.clone()), trail.clone(), &refused),
+        Flow::Stop
+    );
+    assert_eq!(refused.reply.borrow().as_ref().unwrap().status, 503);
+    assert_eq!(refused.decision_lines()[0]["reason"], "audit_unavailable");
+    assert!(
+        refused.upstream_header("x-palisade-decision-id").is_none(),
+        "not forwarded"
+    );
+    let health = MockHost::get("/health", &[], NOW);
+    assert_eq!(
+        run_with(Some(l.clone()), trail.clone(), &health),
+        Flow::Continue
+    );
+    // It answers again: the held records go out, and personal routes reopen.
+    audit_tick(&trail, Some(&l), &root);
+    root.call_status.set(Some(200));
+    audit_log::answered(&root, &trail, 2);
+    assert!(trail.collector.borrow().healthy());
+    assert_eq!(run_with(Some(l), trail, &read()), Flow::Continue);
+}
+
+#[test]
+fn an_optional_collector_down_closes_nothing() {
+    let (l, trail) = (shipped(false), writer());
+    run_with(
+        Some(l.clone()),
+        trail.clone(),
+        &MockHost::get("/health", &[], NOW),
+    );
+    let mut root = MockHost::get("/", &[], NOW);
+    root.fail_dispatch = true;
+    audit_tick(&trail, Some(&l), &root);
+    assert!(!trail.collector.borrow().healthy());
+    let auth = format!("Bearer {}", token("alice"));
+    let read = MockHost::get("/api/v1/customers/1", &[("authorization", &auth)], NOW);
+    assert_eq!(run_with(Some(l), trail, &read), Flow::Continue);
 }

@@ -4,9 +4,9 @@
 //! `Result`s, rather than the SDK's trait helpers, which `unwrap` them: a
 //! host error must become a log line and a closed door, never a VM panic.
 
+use crate::audit_log::Trail;
 use crate::host::{Flow, Host, LocalReply, LogLevel};
 use crate::stream::{Loaded, Stream};
-use palisade_core::audit::writer::AuditWriter;
 use palisade_core::config::Config;
 use palisade_core::ratelimit::store::{CasMismatch, SharedStore};
 use proxy_wasm::hostcalls;
@@ -95,6 +95,24 @@ impl Host for ProxyWasmHost {
         }
     }
 
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Option<u32> {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), Some(body), Vec::new(), timeout)
+            .ok()
+    }
+
+    fn call_status(&self) -> Option<u16> {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
+    }
+
     fn count(&self, name: &str, by: u64) {
         if let Some(id) = metric_id(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
@@ -163,20 +181,31 @@ impl Context for PalisadeRoot {
     /// The plugin is going away (a reload, or shutdown): gives the audit
     /// chain's slot up so the next chain links to it at once.
     fn on_done(&mut self) -> bool {
-        if let Ok(mut writer) = audit_writer().try_borrow_mut() {
+        if let Ok(mut writer) = trail().writer.try_borrow_mut() {
             writer.release();
         }
         true
     }
+
+    /// An audit upload or alert came back.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        crate::audit_log::answered(&ProxyWasmHost, &trail(), token_id);
+    }
 }
 
 thread_local! {
-    /// This VM's audit chain: one per VM, kept across configuration reloads.
-    static AUDIT: Rc<RefCell<AuditWriter>> = Rc::new(RefCell::new(AuditWriter::new(Rc::new(HostSharedData))));
+    /// This VM's audit trail: one per VM, kept across configuration reloads.
+    static TRAIL: Rc<Trail> = Rc::new(Trail::new(Rc::new(HostSharedData)));
 }
 
-fn audit_writer() -> Rc<RefCell<AuditWriter>> {
-    AUDIT.with(Rc::clone)
+fn trail() -> Rc<Trail> {
+    TRAIL.with(Rc::clone)
 }
 
 impl RootContext for PalisadeRoot {
@@ -246,12 +275,12 @@ impl RootContext for PalisadeRoot {
         if let Some(loaded) = &self.loaded {
             loaded.on_tick(&ProxyWasmHost);
         }
-        crate::stream::renew_audit(&audit_writer(), &ProxyWasmHost);
+        crate::stream::audit_tick(&trail(), self.loaded.as_deref(), &ProxyWasmHost);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(PalisadeHttp {
-            stream: Stream::new(self.loaded.clone(), audit_writer()),
+            stream: Stream::new(self.loaded.clone(), trail()),
         }))
     }
 

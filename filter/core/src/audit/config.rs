@@ -1,7 +1,8 @@
 //! The compiled `audit` section: which routes hold personal data, how
 //! allows elsewhere are sampled, what is masked, and extra labels.
 
-use crate::config::raw::RawAudit;
+use super::outbox::Endpoint;
+use crate::config::raw::{RawAudit, RawCollector, RawWebhook};
 use crate::ratelimit::rule::canonical_segments;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,6 +67,70 @@ pub struct AuditConfig {
     /// Record pointers (`/input/...`) erased as configured.
     pub erased_paths: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// Where records are shipped, if anywhere but the Envoy log.
+    pub collector: Option<Endpoint>,
+    /// Where alerts go, if anywhere but the audit trail.
+    pub alerts: Option<Endpoint>,
+}
+
+/// Compiles an endpoint; errors name the field under `path`.
+fn endpoint(
+    path: &str,
+    cluster: &str,
+    url_path: Option<&str>,
+    authority: Option<&str>,
+    timeout_ms: Option<u64>,
+    default_path: &str,
+) -> Result<Endpoint, String> {
+    if cluster.is_empty() {
+        return Err(format!("{path}.cluster: must name an Envoy cluster"));
+    }
+    let url_path = url_path.unwrap_or(default_path);
+    if !url_path.starts_with('/') {
+        return Err(format!("{path}.path: must start with '/'"));
+    }
+    let timeout_ms = timeout_ms.unwrap_or(2_000);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(format!("{path}.timeout_ms: must be between 1 and 60000"));
+    }
+    Ok(Endpoint {
+        cluster: cluster.to_owned(),
+        path: url_path.to_owned(),
+        authority: authority.unwrap_or(cluster).to_owned(),
+        timeout_ms,
+        batch_max: 100,
+        required: false,
+    })
+}
+
+fn collector(raw: &RawCollector) -> Result<Endpoint, String> {
+    let mut e = endpoint(
+        "audit.collector",
+        &raw.cluster,
+        raw.path.as_deref(),
+        raw.authority.as_deref(),
+        raw.timeout_ms,
+        "/logs",
+    )?;
+    e.batch_max = raw.batch_max.unwrap_or(100);
+    if !(1..=10_000).contains(&e.batch_max) {
+        return Err("audit.collector.batch_max: must be between 1 and 10000".into());
+    }
+    e.required = raw.required;
+    Ok(e)
+}
+
+fn webhook(raw: &RawWebhook) -> Result<Endpoint, String> {
+    let mut e = endpoint(
+        "audit.alerts",
+        &raw.cluster,
+        raw.path.as_deref(),
+        raw.authority.as_deref(),
+        raw.timeout_ms,
+        "/alerts",
+    )?;
+    e.batch_max = 1; // one alert per call
+    Ok(e)
 }
 
 impl AuditConfig {
@@ -86,6 +151,8 @@ impl AuditConfig {
                 .collect(),
             erased_paths: Vec::new(),
             labels: BTreeMap::new(),
+            collector: None,
+            alerts: None,
         }
     }
 
@@ -168,6 +235,8 @@ impl AuditConfig {
             secret_params,
             erased_paths: raw.mask.paths.clone(),
             labels: raw.labels.clone(),
+            collector: raw.collector.as_ref().map(collector).transpose()?,
+            alerts: raw.alerts.as_ref().map(webhook).transpose()?,
         })
     }
 
@@ -211,6 +280,8 @@ mod tests {
                 paths: vec!["/input/token/payload/email".into()],
             },
             labels: BTreeMap::new(),
+            collector: None,
+            alerts: None,
         }
     }
 
@@ -259,6 +330,18 @@ mod tests {
         assert!(AuditConfig::compile(Some(&r), &[])
             .unwrap_err()
             .starts_with("audit.personal_data[0].category"));
+        let mut r = raw();
+        r.collector = Some(RawCollector {
+            cluster: "c".into(),
+            path: Some("logs".into()),
+            authority: None,
+            timeout_ms: None,
+            batch_max: None,
+            required: true,
+        });
+        assert!(AuditConfig::compile(Some(&r), &[])
+            .unwrap_err()
+            .starts_with("audit.collector.path"));
         let mut r = raw();
         r.labels.insert("app".into(), "x".into());
         assert!(AuditConfig::compile(Some(&r), &[])

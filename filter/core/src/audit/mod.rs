@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod chain;
 pub mod config;
 pub mod mask;
+pub mod outbox;
 pub mod record;
 pub mod verify;
 pub mod writer;

@@ -39,6 +39,46 @@ pub struct RawAudit {
     /// Extra labels on every record.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// An HTTP collector for the records, through an Envoy cluster.
+    #[serde(default)]
+    pub collector: Option<RawCollector>,
+    /// A webhook for alerts (suspensions), through an Envoy cluster.
+    #[serde(default)]
+    pub alerts: Option<RawWebhook>,
+}
+
+/// Where records are shipped, in OPA's decision-log upload format.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollector {
+    pub cluster: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Records per upload (default 100).
+    #[serde(default)]
+    pub batch_max: Option<usize>,
+    /// When true, personal-data routes fail closed (503) while the collector
+    /// is unreachable.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// An HTTP endpoint reached through an Envoy cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub cluster: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `:authority` of the call (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

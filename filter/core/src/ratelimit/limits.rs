@@ -55,6 +55,18 @@ impl LimitDenial {
     }
 }
 
+/// An identity that was just suspended: worth an alert. Each suspension is
+/// reported once, by the worker whose compare-and-swap made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    pub rule: String,
+    pub identity: String,
+    /// Seconds since the epoch.
+    pub until: u64,
+    /// `records_budget_spent` or `request_limit_hammered`.
+    pub cause: &'static str,
+}
+
 /// One rule with its identity table and request limiter.
 struct RuleState {
     rule: Rule,
@@ -68,6 +80,8 @@ pub struct Limits {
     store: Rc<dyn SharedStore>,
     /// Where the next [`Limits::sweep`] starts, per rule.
     sweep_from: std::cell::Cell<u32>,
+    /// Suspensions made since the last [`Limits::take_suspensions`].
+    suspensions: std::cell::RefCell<Vec<Suspension>>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -100,6 +114,7 @@ impl Limits {
             rules,
             store,
             sweep_from: std::cell::Cell::new(0),
+            suspensions: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -208,7 +223,34 @@ impl Limits {
         if let Some(suspend_for) = state.rule.suspend {
             let until = now.as_secs().saturating_add(suspend_for.as_secs());
             // Failing to record it changes nothing for this response, which is cut.
-            let _ = suspend::suspend(&state.table, &*self.store, &meter.identity, until, now);
+            if suspend::suspend(&state.table, &*self.store, &meter.identity, until, now) == Ok(true)
+            {
+                self.suspended(
+                    &state.rule.name,
+                    &meter.identity,
+                    until,
+                    "records_budget_spent",
+                );
+            }
+        }
+    }
+
+    /// The suspensions this VM made since the last call, for alerts.
+    pub fn take_suspensions(&self) -> Vec<Suspension> {
+        self.suspensions
+            .try_borrow_mut()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+
+    fn suspended(&self, rule: &str, identity: &str, until: u64, cause: &'static str) {
+        if let Ok(mut s) = self.suspensions.try_borrow_mut() {
+            s.push(Suspension {
+                rule: rule.to_owned(),
+                identity: identity.to_owned(),
+                until,
+                cause,
+            });
         }
     }
 
@@ -241,14 +283,19 @@ impl Limits {
         };
         let secs = now.as_secs();
         let window = state.table.strike_window();
+        let until = secs.saturating_add(suspend_for.as_secs());
         // The request is refused whatever happens here.
-        let _ = state.table.update(&*self.store, identity, now, |e| {
+        let newly = state.table.update(&*self.store, identity, now, |e| {
+            let was_suspended = e.suspended_until > secs;
             if e.strikes.add(window, secs, 1) >= u64::from(limit) {
-                e.suspended_until = e
-                    .suspended_until
-                    .max(secs.saturating_add(suspend_for.as_secs()));
+                e.suspended_until = e.suspended_until.max(until);
+                return !was_suspended;
             }
+            false
         });
+        if newly == Ok(true) {
+            self.suspended(&state.rule.name, identity, until, "request_limit_hammered");
+        }
     }
 
     /// `input.usage` for one rule: the identity, and per limit what it

@@ -102,6 +102,15 @@ fn hammering_past_the_limit_suspends_on_every_covered_route() {
         reasons[7..].iter().all(|r| *r == "suspended"),
         "{reasons:?}"
     );
+    let suspensions = limits.take_suspensions();
+    assert_eq!(
+        suspensions.len(),
+        1,
+        "one suspension, reported once: {suspensions:?}"
+    );
+    assert_eq!(suspensions[0].cause, "request_limit_hammered");
+    assert_eq!(suspensions[0].until, T0 + 900);
+    assert!(limits.take_suspensions().is_empty());
     let one = get("/api/v1/customers/42", "6.6.6.6:1");
     assert_eq!(
         limits.check(&one, None, at(T0 + 600)).unwrap_err().reason(),
@@ -189,6 +198,9 @@ fn a_spent_record_budget_refuses_and_suspends() {
     assert_eq!(denial.reason(), "records_exhausted");
     // ...and spending the budget suspends when the rule says so.
     limits.budget_spent(&meters[0], at(T0));
+    assert_eq!(limits.take_suspensions()[0].cause, "records_budget_spent");
+    limits.budget_spent(&meters[0], at(T0));
+    assert!(limits.take_suspensions().is_empty(), "not twice");
     assert_eq!(
         limits.check(&req, None, at(T0)).unwrap_err().reason(),
         "suspended"

@@ -13,15 +13,19 @@ pub fn suspended_until(entry: &Entry, now: u64) -> Option<u64> {
 }
 
 /// Suspends `identity` until `until`; never shortens a longer suspension.
+/// Returns whether this call suspended an identity that was not suspended.
 pub fn suspend<S: SharedStore + ?Sized>(
     table: &Table,
     store: &S,
     identity: &str,
     until: u64,
     now: Duration,
-) -> Result<(), TableError> {
+) -> Result<bool, TableError> {
+    let secs = now.as_secs();
     table.update(store, identity, now, |e| {
+        let newly = e.suspended_until <= secs && until > secs;
         e.suspended_until = e.suspended_until.max(until);
+        newly
     })
 }
 
@@ -37,10 +41,14 @@ mod tests {
         let now = Duration::from_secs(100);
         let until = |who: &str, at: u64| suspended_until(&t.read(&s, who), at);
         assert_eq!(until("sub=a", 100), None);
-        suspend(&t, &s, "sub=a", 1_000, now).unwrap();
+        assert_eq!(suspend(&t, &s, "sub=a", 1_000, now), Ok(true));
         assert_eq!(until("sub=a", 999), Some(1_000));
         assert_eq!(until("sub=a", 1_000), None, "over at the end");
-        suspend(&t, &s, "sub=a", 500, now).unwrap();
+        assert_eq!(
+            suspend(&t, &s, "sub=a", 500, now),
+            Ok(false),
+            "already suspended"
+        );
         assert_eq!(until("sub=a", 999), Some(1_000), "not shortened");
         assert_eq!(until("sub=b", 999), None, "others unaffected");
     }
