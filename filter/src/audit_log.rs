@@ -188,7 +188,10 @@ fn seal(
     drop(writer);
     crate::metrics::audited(host, sealed.len() as u64);
     for record in sealed {
-        host.log(LogLevel::Info, &format!("{PREFIX}{record}"));
+        // The canonical bytes, exactly what the hash covers (plus `hash`).
+        let text =
+            String::from_utf8(palisade_core::audit::canonical::to_vec(&record)).unwrap_or_default();
+        host.log(LogLevel::Audit, &format!("{PREFIX}{text}"));
         if config.collector.is_some() {
             queue(host, &trail.collector, record, "audit record");
         }

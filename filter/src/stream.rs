@@ -96,6 +96,8 @@ pub struct Stream {
     started: Duration,
     /// The response status, as the client got it.
     status: Option<u16>,
+    /// Rules whose record budget this response spent (suspension done).
+    spent: Vec<String>,
 }
 
 impl Stream {
@@ -109,6 +111,7 @@ impl Stream {
             pending: None,
             started: Duration::ZERO,
             status: None,
+            spent: Vec::new(),
         }
     }
 
@@ -201,10 +204,18 @@ impl Stream {
             .response_header(":status")
             .and_then(|s| String::from_utf8_lossy(&s).parse().ok());
         let (Some(loaded), Some(now)) = (self.loaded.clone(), host.now()) else {
-            return Flow::Continue;
+            if self.meters.is_empty() {
+                return Flow::Continue;
+            }
+            // Records that cannot be counted must not pass.
+            self.meters.clear();
+            self.status = Some(503);
+            host.send_local_reply(&reply::unavailable("host_error", &self.decision_id));
+            return Flow::Stop;
         };
         let mut drop_length = false;
-        for meter in &mut self.meters {
+        let mut refused: Option<usize> = None;
+        for (i, meter) in self.meters.iter_mut().enumerate() {
             let header = |name: &str| {
                 host.response_header(name)
                     .map(|v| String::from_utf8_lossy(&v).into_owned())
@@ -213,42 +224,43 @@ impl Stream {
                 HeaderAction::Continue => {}
                 HeaderAction::DropContentLength => drop_length = true,
                 HeaderAction::Refuse => {
-                    if meter.budget_exhausted() {
-                        loaded.limits.budget_spent(meter, now);
-                    }
-                    let suspensions = loaded.limits.take_suspensions();
-                    for s in &suspensions {
-                        audit_log::alert(
-                            host,
-                            &self.trail,
-                            s,
-                            &self.decision_id,
-                            &loaded.config.audit,
-                            now,
-                        );
-                    }
-                    let reply = reply::records_refused(
-                        &meter.rule,
-                        meter.retry_after(now),
-                        &self.decision_id,
-                    );
-                    if let Some(facts) = self.pending.as_mut() {
-                        facts.decision = "deny";
-                        facts.reason = "records_exhausted".into();
-                        facts.detail = Some(format!(
-                            "the upstream reported more records than remain under {}",
-                            meter.rule
-                        ));
-                        facts.records = Some(0);
-                        facts.truncated = true;
-                    }
-                    self.status = Some(reply.status);
-                    metrics::records_refused(host);
-                    host.send_local_reply(&reply);
-                    self.meters.clear();
-                    return Flow::Stop;
+                    refused = Some(i);
+                    break;
                 }
             }
+        }
+        if let Some(i) = refused {
+            // None of this response passes: the other budgets get back
+            // what they were charged for it.
+            for (j, meter) in self.meters.iter_mut().enumerate() {
+                if j != i {
+                    meter.refund(loaded.limits.store(), now);
+                }
+            }
+            let Some(meter) = self.meters.get(i) else {
+                return Flow::Stop;
+            };
+            if meter.budget_exhausted() {
+                loaded.limits.budget_spent(meter, now);
+            }
+            self.raise_alerts(host, &loaded, now);
+            let reply =
+                reply::records_refused(&meter.rule, meter.retry_after(now), &self.decision_id);
+            if let Some(facts) = self.pending.as_mut() {
+                facts.decision = "deny";
+                facts.reason = "records_exhausted".into();
+                facts.detail = Some(format!(
+                    "the upstream reported more records than remain under {}",
+                    meter.rule
+                ));
+                facts.records = Some(0);
+                facts.truncated = true;
+            }
+            self.status = Some(reply.status);
+            metrics::records_refused(host);
+            host.send_local_reply(&reply);
+            self.meters.clear();
+            return Flow::Stop;
         }
         if drop_length {
             // The body may be cut at a record boundary: it must be chunked.
@@ -268,18 +280,38 @@ impl Stream {
             (self.loaded.clone(), host.now(), host.response_body(size))
         else {
             host.replace_response_body(size, &[]);
+            for meter in &mut self.meters {
+                meter.stop();
+            }
             return;
         };
+        let before = (self.meters.len() > 1).then(|| self.meters.clone());
         let mut keep = chunk.len();
+        let mut reached = Vec::with_capacity(self.meters.len());
         for meter in &mut self.meters {
-            let was_exhausted = meter.budget_exhausted();
-            if let BodyAction::Truncate(n) = meter.on_body(&chunk, loaded.limits.store(), now) {
-                keep = keep.min(n);
+            let end = match meter.on_body(&chunk, loaded.limits.store(), now) {
+                BodyAction::Truncate(n) => n,
+                BodyAction::Pass => chunk.len(),
+            };
+            reached.push(end);
+            keep = keep.min(end);
+        }
+        // Meters that let more through than the shortest cut charged for
+        // records the client never gets: they count only what passed.
+        if let Some(before) = before {
+            let kept = chunk.get(..keep).unwrap_or_default();
+            for ((meter, was), end) in self.meters.iter_mut().zip(&before).zip(&reached) {
+                if *end > keep {
+                    meter.settle(was, kept, loaded.limits.store(), now);
+                }
             }
-            // Only spending the budget suspends; a cut for unreadable data or
-            // contention does not blame the caller.
-            if meter.budget_exhausted() && !was_exhausted {
+        }
+        // Only spending the budget suspends (once per rule); a cut for
+        // unreadable data or contention does not blame the caller.
+        for meter in &self.meters {
+            if meter.budget_exhausted() && !self.spent.contains(&meter.rule) {
                 loaded.limits.budget_spent(meter, now);
+                self.spent.push(meter.rule.clone());
             }
         }
         self.raise_alerts(host, &loaded, now);
@@ -334,7 +366,9 @@ impl Stream {
             return;
         }
         if let Some(facts) = self.pending.as_mut() {
-            facts.records = Some(self.meters.iter().map(ResponseMeter::records).sum());
+            // Budgets count the same records: the response returned the most
+            // any of them let through, not their sum.
+            facts.records = self.meters.iter().map(ResponseMeter::records).max();
             facts.truncated = self.meters.iter().any(ResponseMeter::truncated);
         }
     }

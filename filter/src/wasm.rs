@@ -131,8 +131,27 @@ impl Host for ProxyWasmHost {
             LogLevel::Info => proxy_wasm::types::LogLevel::Info,
             LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
             LogLevel::Error => proxy_wasm::types::LogLevel::Error,
+            LogLevel::Audit => audit_level(),
         };
         let _ = hostcalls::log(level, message);
+    }
+}
+
+/// The level audit records are logged at: info, unless Envoy's threshold
+/// for the wasm component is higher (then that level, so none is dropped).
+fn audit_level() -> proxy_wasm::types::LogLevel {
+    use proxy_wasm::types::LogLevel as L;
+    let rank = |l: L| match l {
+        L::Trace => 0,
+        L::Debug => 1,
+        L::Info => 2,
+        L::Warn => 3,
+        L::Error => 4,
+        L::Critical => 5,
+    };
+    match hostcalls::get_log_level() {
+        Ok(threshold) if rank(threshold) > rank(L::Info) => threshold,
+        _ => L::Info,
     }
 }
 

@@ -67,7 +67,13 @@ fn the_cli_verifies_the_wasms_chain_and_names_each_problem() {
     let mut vm = Vm::start(support::module(), &config, clock, shared).unwrap();
     let lines: Vec<String> = records(&mut vm, 5)
         .iter()
-        .map(|r| format!("[info][wasm] {}{r}", palisade_filter::audit_log::PREFIX))
+        .map(|r| {
+            let text = String::from_utf8(palisade_core::audit::canonical::to_vec(r)).unwrap();
+            format!(
+                "[info][wasm] wasm log palisade palisade palisade: {}{text}",
+                palisade_filter::audit_log::PREFIX
+            )
+        })
         .collect();
     let dir = std::env::temp_dir().join(format!("palisade-audit-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

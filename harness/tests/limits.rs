@@ -363,3 +363,53 @@ fn two_vms_on_a_fake_clock_refill_exactly_and_never_on_a_backwards_step() {
         "a new window, a new budget"
     );
 }
+
+/// Two record budgets over one response: the tighter one cuts it, and the
+/// looser one is charged only for what the client got.
+#[test]
+fn overlapping_budgets_charge_only_the_records_that_passed() {
+    let mut c = support::demo_config();
+    c["policy"]["modules"] = json!({"usage.rego": "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow := {\"allowed\": true, \"headers\": {\"x-usage\": json.marshal(input.usage)}}\n"});
+    c["rate_limits"] = json!([
+        {"name": "all-api", "match": {"path_prefix": "/api/v1"},
+         "records": {"limit": 100, "period_seconds": 300, "count": {"json_array": "/items"}}},
+        {"name": "customers", "match": {"path_prefix": "/api/v1/customers"},
+         "records": {"limit": 5, "period_seconds": 300, "count": {"json_array": "/items"}}}
+    ]);
+    let config = c.to_string().into_bytes();
+    let clock = FakeClock::at(Duration::from_secs(NOW));
+    let mut vm = Vm::start(support::module(), &config, clock, SharedSpace::new()).unwrap();
+    let eight = |_: &_| {
+        let items: Vec<_> = (0..8).map(|i| json!({"id": i})).collect();
+        UpstreamResponse {
+            body: json!({"items": items}).to_string().into_bytes(),
+            ..UpstreamResponse::default()
+        }
+    };
+    let caller = anonymous("10.7.7.7:1");
+    let first = vm.handle(&caller, &mut { eight });
+    assert_eq!(
+        String::from_utf8_lossy(&first.body)
+            .matches("\"id\"")
+            .count(),
+        5
+    );
+    assert_eq!(
+        first.decision().unwrap()["records"],
+        5,
+        "the records returned, not a sum"
+    );
+    let second = vm.handle(
+        &HttpRequest {
+            path: "/api/v1/orders".into(),
+            ..caller.clone()
+        },
+        &mut { eight },
+    );
+    let usage: serde_json::Value =
+        serde_json::from_str(&second.upstream_request.unwrap().header("x-usage").unwrap()).unwrap();
+    assert_eq!(
+        usage["all-api"]["records"]["spent"], 5,
+        "charged for the 5 delivered, not 8: {usage}"
+    );
+}

@@ -139,13 +139,17 @@ fn every_request_is_audited_once_secrets_never_and_tampering_is_found() {
 
     // Every request exactly once, in order, with its reason and status.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let decisions = loop {
-        let d = envoy.decisions();
-        if d.len() >= requests.len() || Instant::now() > deadline {
-            break d;
-        }
+    while envoy.decisions().len() < requests.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+    // A late duplicate would show up after the count was first reached.
+    std::thread::sleep(Duration::from_secs(1));
+    let decisions = envoy.decisions();
+    assert_eq!(
+        decisions.len(),
+        requests.len(),
+        "exactly one record per request"
+    );
     let seen: Vec<(&str, u64)> = decisions
         .iter()
         .map(|d| {

@@ -17,6 +17,31 @@ pub struct Masked {
 /// Value written in place of a secret query value.
 pub const MASK: &str = "REDACTED";
 
+/// Header names holding any of these are erased, whatever the config says:
+/// credentials travel under many names (`x-auth-token`,
+/// `x-amzn-oidc-accesstoken`, `x-goog-iap-jwt-assertion`, ...).
+pub const SECRET_HEADER_WORDS: [&str; 12] = [
+    "auth",
+    "token",
+    "secret",
+    "session",
+    "cookie",
+    "password",
+    "passwd",
+    "credential",
+    "jwt",
+    "signature",
+    "key",
+    "assertion",
+];
+
+fn secret_header(name: &str, config: &AuditConfig) -> bool {
+    let name = name.to_ascii_lowercase();
+    // Pseudo-headers (`:authority`, `:path`) are never credentials.
+    config.erased_headers.contains(&name)
+        || (!name.starts_with(':') && SECRET_HEADER_WORDS.iter().any(|w| name.contains(w)))
+}
+
 /// Masks `input` (the policy input document) in place.
 pub fn mask_input(input: &mut Value, config: &AuditConfig) -> Masked {
     let mut out = Masked::default();
@@ -26,19 +51,16 @@ pub fn mask_input(input: &mut Value, config: &AuditConfig) -> Masked {
     {
         let names: Vec<String> = headers.keys().cloned().collect();
         for name in names {
-            if config.erased_headers.contains(&name.to_ascii_lowercase()) {
+            let pointer = format!("/input/attributes/request/http/headers/{}", escape(&name));
+            if secret_header(&name, config) {
                 headers.remove(&name);
-                out.erased.push(format!(
-                    "/input/attributes/request/http/headers/{}",
-                    escape(&name)
-                ));
-            }
-        }
-        if let Some(Value::String(p)) = headers.get_mut(":path") {
-            if let Some(clean) = mask_query(p, config) {
-                *p = clean;
-                out.masked
-                    .push("/input/attributes/request/http/headers/:path".into());
+                out.erased.push(pointer);
+            } else if let Some(Value::String(v)) = headers.get_mut(&name) {
+                // `:path`, `referer`, ...: any URL's secret query values.
+                if let Some(clean) = mask_query(v, config) {
+                    *v = clean;
+                    out.masked.push(pointer);
+                }
             }
         }
     }
@@ -67,7 +89,79 @@ pub fn mask_input(input: &mut Value, config: &AuditConfig) -> Masked {
             out.erased.push(pointer.clone());
         }
     }
+    scrub_jwts(input, "/input", &mut out.masked);
     out
+}
+
+/// Masks the policy's `result`: configured `/result/...` pointers are
+/// erased, and token-shaped strings masked (a policy may echo a header).
+pub fn mask_result(result: &mut Value, config: &AuditConfig) -> Masked {
+    let mut out = Masked::default();
+    for pointer in &config.erased_paths {
+        if let Some(rel) = pointer.strip_prefix("/result") {
+            if remove_pointer(result, rel) {
+                out.erased.push(pointer.clone());
+            }
+        }
+    }
+    scrub_jwts(result, "/result", &mut out.masked);
+    out
+}
+
+/// Replaces every JWT-shaped run (`eyJ…​.…​.…`) inside strings under `value`
+/// with [`MASK`], noting where.
+fn scrub_jwts(value: &mut Value, at: &str, masked: &mut Vec<String>) {
+    match value {
+        Value::String(s) => {
+            if let Some(clean) = without_jwts(s) {
+                *s = clean;
+                masked.push(at.to_owned());
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                scrub_jwts(item, &format!("{at}/{i}"), masked);
+            }
+        }
+        Value::Object(obj) => {
+            for (k, v) in obj.iter_mut() {
+                scrub_jwts(v, &format!("{at}/{}", escape(k)), masked);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `s` with JWT-shaped runs masked, or `None` if it holds none.
+fn without_jwts(s: &str) -> Option<String> {
+    if !s.contains("eyJ") {
+        return None;
+    }
+    let b64 = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '=';
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut changed = false;
+    while let Some(at) = rest.find("eyJ") {
+        out.push_str(&rest[..at]);
+        let run = &rest[at..];
+        let len = run
+            .char_indices()
+            .find(|(_, c)| !(b64(*c) || *c == '.'))
+            .map_or(run.len(), |(i, _)| i);
+        let token = &run[..len];
+        if token.matches('.').count() >= 2 && len >= 20 {
+            out.push_str(MASK);
+            changed = true;
+        } else {
+            out.push_str(token);
+        }
+        rest = &run[len..];
+        if len == 0 {
+            break;
+        }
+    }
+    out.push_str(rest);
+    changed.then_some(out)
 }
 
 /// The request path with secret query values replaced by [`MASK`], or
@@ -91,10 +185,11 @@ pub fn mask_query(path: &str, config: &AuditConfig) -> Option<String> {
 }
 
 /// A parameter name is secret if its decoded, lowercased form is listed
-/// (`%74oken` and `TOKEN` are `token`).
+/// (`%74oken`, `TOKEN`, `token[]` and `token.x` are `token`).
 fn is_secret(name: &str, config: &AuditConfig) -> bool {
     let decoded = crate::input::percent_decode(name, true).unwrap_or_else(|| name.to_owned());
-    config.secret_params.contains(&decoded.to_ascii_lowercase())
+    let base = decoded.split(['[', '.']).next().unwrap_or_default();
+    config.secret_params.contains(&base.to_ascii_lowercase())
 }
 
 /// RFC 6901 escaping of one pointer step.
@@ -162,6 +257,40 @@ mod tests {
         assert!(m
             .masked
             .contains(&"/input/attributes/request/http/path".to_owned()));
+    }
+
+    #[test]
+    fn credential_headers_by_any_name_and_tokens_anywhere_are_kept_out() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        let mut input = json!({
+            "attributes": {"request": {"http": {"path": "/x?token[]=abc", "headers": {
+                "x-amzn-oidc-accesstoken": "t1", "x-auth-token": "t2", "x-goog-iap-jwt-assertion": "t3",
+                "referer": "https://app/?access_token=t4&page=2", "x-forwarded-jwt": "t5",
+                "x-note": format!("see {jwt} here"), "accept": "*/*"
+            }}}},
+            "parsed_query": {"token[]": ["abc"]}
+        });
+        let m = mask_input(&mut input, &config());
+        let text = input.to_string();
+        for secret in ["t1", "t2", "t3", "t4", "t5", jwt, "abc"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(
+            input["attributes"]["request"]["http"]["headers"]["x-note"],
+            "see REDACTED here"
+        );
+        assert_eq!(
+            input["attributes"]["request"]["http"]["headers"]["referer"],
+            "https://app/?access_token=REDACTED&page=2"
+        );
+        assert!(m
+            .masked
+            .contains(&"/input/attributes/request/http/headers/x-note".to_owned()));
+        let mut result = json!({"allowed": true, "headers": {"x-echo": jwt}});
+        let r = mask_result(&mut result, &config());
+        assert_eq!(result["headers"]["x-echo"], "REDACTED");
+        assert_eq!(r.masked, ["/result/headers/x-echo"]);
+        assert_eq!(without_jwts("eyJ not a token"), None);
     }
 
     #[test]

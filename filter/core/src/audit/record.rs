@@ -3,7 +3,7 @@
 //! response.
 
 use super::config::AuditConfig;
-use super::mask::{mask_input, mask_query};
+use super::mask::{mask_input, mask_query, mask_result};
 use serde_json::{json, Map, Value};
 
 /// A policy value as JSON, for the record's `input` and `result`.
@@ -49,10 +49,16 @@ impl Facts {
             _ => None,
         };
         let mut input = self.input.clone();
-        let masked = input
+        let mut masked = input
             .as_mut()
             .map(|i| mask_input(i, config))
             .unwrap_or_default();
+        let mut result = self.result.clone();
+        if let Some(r) = result.as_mut() {
+            let m = mask_result(r, config);
+            masked.erased.extend(m.erased);
+            masked.masked.extend(m.masked);
+        }
         let mut labels = Map::new();
         labels.insert("app".into(), "palisade".into());
         labels.insert("id".into(), Value::Null); // the chain id, set when sealed
@@ -71,7 +77,7 @@ impl Facts {
             "path": self.decision_path,
             "labels": labels,
             "input": input,
-            "result": self.result,
+            "result": result,
             "requested_by": self.peer,
             "decision": self.decision,
             "reason": self.reason,
@@ -117,7 +123,10 @@ impl Facts {
             (Some(m), Some(p)) => config.personal_route(m, p).is_some(),
             _ => false,
         };
-        self.decision == "deny" || !self.enforced || personal || config.sampled(&self.decision_id)
+        // The sample key mixes in the time: a client that picks its request
+        // id (`x-request-id`) cannot pick one that is never recorded.
+        let key = format!("{}|{}", self.decision_id, self.timestamp);
+        self.decision == "deny" || !self.enforced || personal || config.sampled(&key)
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::chain::{hash_of, Head, GENESIS};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Where a line came from, e.g. `audit.log:42`.
 pub type Position = String;
@@ -55,6 +55,20 @@ pub struct Line<'a> {
     pub complete: bool,
 }
 
+/// The record in `line`: after `prefix` at the start of the line, or after
+/// Envoy's `wasm log <names>: ` header, never anywhere else in the line (a
+/// client-controlled value logged elsewhere could hold the prefix).
+fn audit_json<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    if let Some(json) = line.strip_prefix(prefix) {
+        return Some(json);
+    }
+    let (head, rest) = line.split_once(": ")?;
+    if !head.contains("wasm log") {
+        return None;
+    }
+    rest.strip_prefix(prefix)
+}
+
 /// Verifies every chain in `lines`; `prefix` marks audit records in a line.
 pub fn verify<'a>(
     lines: impl IntoIterator<Item = Line<'a>>,
@@ -63,8 +77,10 @@ pub fn verify<'a>(
 ) -> Report {
     let mut report = Report::default();
     let mut chains: BTreeMap<String, Vec<Rec>> = BTreeMap::new();
+    // Heads that later chains say they follow: each must still be there.
+    let mut linked: Vec<Head> = Vec::new();
     for (order, line) in lines.into_iter().enumerate() {
-        let Some((_, json)) = line.text.split_once(prefix) else {
+        let Some(json) = audit_json(line.text, prefix) else {
             continue;
         };
         let finding = |kind, message: String| Finding {
@@ -107,6 +123,20 @@ pub fn verify<'a>(
                 "modified",
                 format!("chain {chain} seq {seq}: content does not match its hash (modified)"),
             ));
+        } else if super::canonical::to_vec(&record) != json.trim_end().as_bytes() {
+            // Same value, other bytes: a duplicate key, an escape or spacing
+            // was edited in, which another reader may see differently.
+            report.findings.push(finding(
+                "modified",
+                format!(
+                    "chain {chain} seq {seq}: not written as the filter writes records (edited)"
+                ),
+            ));
+        }
+        if record.get("event").and_then(Value::as_str) == Some("chain_reset") {
+            if let Some(previous) = record.get("previous").and_then(Head::from_json) {
+                linked.push(previous);
+            }
         }
         chains.entry(chain).or_default().push(Rec {
             position: line.position.clone(),
@@ -117,13 +147,25 @@ pub fn verify<'a>(
         });
     }
     for (chain, recs) in &chains {
-        check_chain(chain, recs, &mut report.findings);
+        let trusted: Vec<Head> = heads
+            .iter()
+            .filter(|h| &h.chain_id == chain)
+            .cloned()
+            .collect();
+        check_chain(chain, recs, &trusted, &mut report.findings);
         let first = recs.iter().map(|r| r.seq).min().unwrap_or(0);
         let last = recs.iter().map(|r| r.seq).max().unwrap_or(0);
         report.chains.insert(chain.clone(), (first, last));
     }
     for head in heads {
         check_head(head, chains.get(&head.chain_id), &mut report.findings);
+    }
+    // A chain that a later chain follows must reach the head it names; one
+    // absent from these files may be in another, so it is not judged.
+    for head in &linked {
+        if let Some(recs) = chains.get(&head.chain_id) {
+            check_head(head, Some(recs), &mut report.findings);
+        }
     }
     report.findings.sort_by_key(|f| {
         chains
@@ -135,7 +177,7 @@ pub fn verify<'a>(
     report
 }
 
-fn check_chain(chain: &str, recs: &[Rec], findings: &mut Vec<Finding>) {
+fn check_chain(chain: &str, recs: &[Rec], heads: &[Head], findings: &mut Vec<Finding>) {
     let mut by_seq: HashMap<u64, Vec<&Rec>> = HashMap::new();
     for r in recs {
         by_seq.entry(r.seq).or_default().push(r);
@@ -145,8 +187,9 @@ fn check_chain(chain: &str, recs: &[Rec], findings: &mut Vec<Finding>) {
         kind,
         message: format!("chain {chain} seq {}: {message}", r.seq),
     };
+    let seqs: BTreeSet<u64> = by_seq.keys().copied().collect();
     let in_order = longest_increasing(recs);
-    let genuine = genuine_copies(recs, &by_seq, &in_order);
+    let genuine = genuine_copies(recs, &by_seq, &in_order, heads);
     for (i, r) in recs.iter().enumerate() {
         let copies = by_seq.get(&r.seq).map_or(0, Vec::len);
         if copies > 1 && genuine.get(&r.seq) != Some(&r.order) {
@@ -160,7 +203,7 @@ fn check_chain(chain: &str, recs: &[Rec], findings: &mut Vec<Finding>) {
         if copies == 1 && !in_order[i] {
             let after = recs
                 .iter()
-                .find(|x| x.seq + 1 == r.seq)
+                .find(|x| x.seq.checked_add(1) == Some(r.seq))
                 .map_or(String::new(), |x| {
                     format!(", after seq {} at {}", x.seq, x.position)
                 });
@@ -184,10 +227,7 @@ fn check_chain(chain: &str, recs: &[Rec], findings: &mut Vec<Finding>) {
             None => {
                 // Report a gap once, at the first record after it.
                 if by_seq[&r.seq].first().map(|x| x.order) == Some(r.order) {
-                    let gap_start = (0..r.seq)
-                        .rev()
-                        .find(|s| by_seq.contains_key(s))
-                        .map_or(0, |s| s + 1);
+                    let gap_start = seqs.range(..r.seq).next_back().map_or(0, |s| s + 1);
                     let missing = if gap_start + 1 == r.seq {
                         format!("seq {gap_start} is missing before it (deleted)")
                     } else {
@@ -214,13 +254,14 @@ fn check_chain(chain: &str, recs: &[Rec], findings: &mut Vec<Finding>) {
     }
 }
 
-/// For each seq with several records, the `order` of the genuine one: a
-/// copy the next record links to, preferring one in log order; else the
-/// one in log order; else the first.
+/// For each seq with several records, the `order` of the genuine one: the
+/// copy a trusted head names; else a copy the next record links to,
+/// preferring one in log order; else the first in the log.
 fn genuine_copies(
     recs: &[Rec],
     by_seq: &HashMap<u64, Vec<&Rec>>,
     in_order: &[bool],
+    heads: &[Head],
 ) -> HashMap<u64, usize> {
     let ordered = |r: &Rec| {
         recs.iter()
@@ -232,20 +273,25 @@ fn genuine_copies(
         if copies.len() < 2 {
             continue;
         }
+        let trusted = copies.iter().find(|c| {
+            heads
+                .iter()
+                .any(|h| h.seq == *seq && h.hash == c.stored_hash)
+        });
+        let next = seq.checked_add(1).and_then(|n| by_seq.get(&n));
         let linked: Vec<&&Rec> = copies
             .iter()
-            .filter(|c| {
-                by_seq
-                    .get(&(seq + 1))
-                    .is_some_and(|next| next.iter().any(|n| n.prev == c.stored_hash))
-            })
+            .filter(|c| next.is_some_and(|next| next.iter().any(|n| n.prev == c.stored_hash)))
             .collect();
-        let pool: Vec<&&Rec> = if linked.is_empty() {
-            copies.iter().collect()
-        } else {
-            linked
+        let pick = match (trusted, linked.is_empty()) {
+            (Some(t), _) => Some(t),
+            (None, false) => linked
+                .iter()
+                .find(|c| ordered(c))
+                .or(linked.first())
+                .copied(),
+            (None, true) => copies.iter().min_by_key(|c| c.order),
         };
-        let pick = pool.iter().find(|c| ordered(c)).or(pool.first());
         if let Some(c) = pick {
             out.insert(*seq, c.order);
         }

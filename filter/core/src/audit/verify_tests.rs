@@ -11,7 +11,8 @@ fn log(n: u64) -> Vec<String> {
     for i in 0..n {
         let record = json!({"decision_id": format!("d{i}"), "decision": "allow", "path": "/x"});
         let sealed = chain.seal(record.as_object().cloned().unwrap());
-        lines.push(format!("[info][wasm] wasm log: {PREFIX}{sealed}"));
+        let text = String::from_utf8(crate::audit::canonical::to_vec(&sealed)).unwrap();
+        lines.push(format!("[info][wasm] wasm log p p p: {PREFIX}{text}"));
     }
     lines
 }
@@ -97,7 +98,8 @@ fn an_inserted_forgery_is_found_even_with_a_valid_hash() {
     let mut forged = json!({"decision_id": "forged", "decision": "allow", "path": "/x",
         "chain_id": "c1", "seq": 3, "prev_hash": seq2["hash"]});
     forged["hash"] = hash_of(&forged).into();
-    lines.insert(4, format!("{PREFIX}{forged}"));
+    let text = String::from_utf8(crate::audit::canonical::to_vec(&forged)).unwrap();
+    lines.insert(4, format!("{PREFIX}{text}"));
     assert_eq!(
         kinds(&check(&lines, true, &[])),
         [("audit.log:5", "inserted")]
@@ -147,4 +149,105 @@ fn chains_are_checked_independently() {
         3
     );
     assert_eq!(r.chains.len(), 2);
+}
+
+#[test]
+fn an_edited_duplicate_key_is_found_though_the_value_parses_the_same() {
+    let mut lines = log(4);
+    // A reader that keeps the first of two keys would see "deny".
+    lines[2] = lines[2].replacen("{", "{\"decision\":\"deny\",", 1);
+    assert_eq!(
+        kinds(&check(&lines, true, &[])),
+        [("audit.log:3", "modified")]
+    );
+}
+
+#[test]
+fn floats_survive_the_round_trip() {
+    let mut chain = Chain::new("c1");
+    let record = json!({"decision_id": "d", "ratio": 677.0 / 7.0, "tiny": 1e-300, "x": 0.1 + 0.2});
+    let sealed = chain.seal(record.as_object().cloned().unwrap());
+    let text = String::from_utf8(crate::audit::canonical::to_vec(&sealed)).unwrap();
+    let lines = vec![format!("{PREFIX}{text}")];
+    assert!(
+        check(&lines, true, &[]).ok(),
+        "{:?}",
+        check(&lines, true, &[]).findings
+    );
+}
+
+#[test]
+fn a_huge_or_maximal_seq_neither_hangs_nor_overflows() {
+    let mut lines = log(3);
+    for seq in [u64::MAX, 1 << 62] {
+        let mut forged =
+            json!({"decision_id": "f", "chain_id": "c1", "seq": seq, "prev_hash": "00"});
+        forged["hash"] = hash_of(&forged).into();
+        lines.push(format!(
+            "{PREFIX}{}",
+            String::from_utf8(crate::audit::canonical::to_vec(&forged)).unwrap()
+        ));
+    }
+    let r = check(&lines, true, &[]);
+    assert!(
+        r.findings.iter().any(|f| f.kind == "deleted"),
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
+fn the_prefix_counts_only_where_the_filter_writes_it() {
+    let mut lines = log(2);
+    lines.push(format!(
+        "[debug][http] header 'x-evil' value '{PREFIX}{{}}'"
+    ));
+    assert!(check(&lines, true, &[]).ok());
+}
+
+#[test]
+fn a_forged_copy_of_the_newest_record_is_the_one_blamed() {
+    let mut lines = log(4);
+    let newest: Value = serde_json::from_str(lines[4].split_once(PREFIX).unwrap().1).unwrap();
+    let mut forged = newest.clone();
+    forged["decision"] = "deny".into();
+    forged["hash"] = hash_of(&forged).into();
+    lines.push(format!(
+        "{PREFIX}{}",
+        String::from_utf8(crate::audit::canonical::to_vec(&forged)).unwrap()
+    ));
+    assert_eq!(
+        kinds(&check(&lines, true, &[])),
+        [("audit.log:6", "inserted")]
+    );
+}
+
+#[test]
+fn a_chain_cut_before_the_head_its_successor_names_is_truncated() {
+    let mut old = Chain::new("old");
+    let mut lines = Vec::new();
+    for i in 0..3 {
+        let r = old.seal(
+            json!({"decision_id": format!("o{i}")})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+        lines.push(format!(
+            "{PREFIX}{}",
+            String::from_utf8(crate::audit::canonical::to_vec(&r)).unwrap()
+        ));
+    }
+    let mut new = Chain::new("new");
+    let reset = new.seal(new.reset_record(old.head().as_ref(), "t", "reload"));
+    lines.push(format!(
+        "{PREFIX}{}",
+        String::from_utf8(crate::audit::canonical::to_vec(&reset)).unwrap()
+    ));
+    assert!(check(&lines, true, &[]).ok());
+    lines.remove(2); // the old chain's last record
+    assert_eq!(
+        kinds(&check(&lines, true, &[])),
+        [("audit.log:2", "truncated")]
+    );
 }

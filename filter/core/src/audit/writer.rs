@@ -130,12 +130,14 @@ impl AuditWriter {
         self.publish_head(now);
     }
 
-    /// Gives the slot up so the next chain links to this one at once
-    /// (when the VM shuts down).
+    /// Ends this chain and gives its slot up, so the next chain — in a new
+    /// VM, or in this one if Envoy keeps it for the next configuration —
+    /// links to its head at once (when the plugin shuts down).
     pub fn release(&mut self) {
         if let Some(n) = self.slot.take() {
             self.update_slot(n, |slot| slot.lease_until = 0);
         }
+        self.chain = None;
     }
 
     /// A chain id no other chain of this Envoy has: the time it started and
@@ -266,6 +268,19 @@ mod tests {
         let records = new.write(rec(2), T + Duration::from_secs(1), "t");
         assert_eq!(Head::from_json(&records[0]["previous"]), Some(head));
         assert_ne!(new.chain_id(), old.chain_id());
+    }
+
+    #[test]
+    fn a_vm_kept_across_a_reload_starts_a_new_chain_linked_to_its_old_one() {
+        let store: Rc<dyn SharedStore> = Rc::new(MemoryStore::default());
+        let mut w = AuditWriter::new(store);
+        w.write(rec(0), T, "t");
+        let old = w.head().unwrap();
+        w.release();
+        let records = w.write(rec(1), T, "t");
+        assert_eq!(records[0]["event"], "chain_reset");
+        assert_eq!(Head::from_json(&records[0]["previous"]), Some(old.clone()));
+        assert_ne!(w.chain_id(), Some(old.chain_id.as_str()));
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub struct Limits {
     rules: Vec<RuleState>,
     store: Rc<dyn SharedStore>,
     /// Where the next [`Limits::sweep`] starts, per rule.
-    sweep_from: std::cell::Cell<u32>,
+    sweep_from: Vec<std::cell::Cell<u32>>,
     /// Suspensions made since the last [`Limits::take_suspensions`].
     suspensions: std::cell::RefCell<Vec<Suspension>>,
 }
@@ -96,10 +96,15 @@ impl Limits {
     /// Every rule with a request quota gets a limiter; a quota governor
     /// cannot represent was refused when the configuration loaded.
     pub fn new(rules: &[Rule], store: Rc<dyn SharedStore>) -> Limits {
-        let rules = rules
+        let salt = if rules.is_empty() {
+            [0; 16]
+        } else {
+            super::salt::process_salt(&*store, super::salt::random_salt)
+        };
+        let rules: Vec<RuleState> = rules
             .iter()
             .map(|r| {
-                let table = Table::for_rule(r);
+                let table = Table::for_rule(r).salted(salt);
                 let limiter = r.requests.as_ref().and_then(|q| {
                     RequestLimiter::new(q.limit, q.period, q.burst, store.clone(), table.clone())
                 });
@@ -110,10 +115,11 @@ impl Limits {
                 }
             })
             .collect();
+        let sweep_from = rules.iter().map(|_| std::cell::Cell::new(0)).collect();
         Limits {
             rules,
             store,
-            sweep_from: std::cell::Cell::new(0),
+            sweep_from,
             suspensions: std::cell::RefCell::new(Vec::new()),
         }
     }
@@ -263,15 +269,13 @@ impl Limits {
     /// every rule's table, so shared memory is given back between sweeps.
     /// Returns how many entries were dropped.
     pub fn sweep(&self, now: Duration, budget: u32) -> usize {
-        let from = self.sweep_from.get();
         let mut dropped = 0;
-        let mut next = from;
-        for state in &self.rules {
+        for (state, cursor) in self.rules.iter().zip(&self.sweep_from) {
             let count = budget.min(state.table.buckets());
+            let from = cursor.get();
             dropped += state.table.sweep(&*self.store, now, from, count);
-            next = from.wrapping_add(count);
+            cursor.set((from + count) % state.table.buckets());
         }
-        self.sweep_from.set(next);
         dropped
     }
 

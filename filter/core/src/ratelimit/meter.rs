@@ -61,6 +61,9 @@ impl ResponseMeter {
             CountSpec::Ndjson => RecordCounter::new(CountMode::Ndjson).ok(),
             CountSpec::Header(_) => None,
         };
+        // A body that cannot be counted must not pass (the config check
+        // makes this unreachable; it stays closed if that ever changes).
+        let uncountable = counter.is_none() && !matches!(budget.count, CountSpec::Header(_));
         ResponseMeter {
             rule: rule.to_owned(),
             identity: identity.to_owned(),
@@ -68,7 +71,7 @@ impl ResponseMeter {
             budget: budget.clone(),
             counter,
             counted: 0,
-            cut: false,
+            cut: uncountable,
             exhausted: false,
             active: true,
         }
@@ -208,6 +211,62 @@ impl ResponseMeter {
             }
             None => BodyAction::Pass,
         }
+    }
+
+    /// Nothing more of this body passes (it could not be read).
+    pub fn stop(&mut self) {
+        self.cut = true;
+    }
+
+    /// Nothing of the response passes after all (another budget refused it):
+    /// gives back what this meter charged.
+    pub fn refund<S: SharedStore + ?Sized>(&mut self, store: &S, now: Duration) {
+        self.give_back(store, self.counted, now);
+        self.counted = 0;
+        self.cut = true;
+        self.exhausted = false;
+    }
+
+    /// Another meter cut the chunk that `self` was just fed (as `before`
+    /// stood before it) at `kept.len()`: counts only what passed, gives the
+    /// rest back, and stops.
+    pub fn settle<S: SharedStore + ?Sized>(
+        &mut self,
+        before: &ResponseMeter,
+        kept: &[u8],
+        store: &S,
+        now: Duration,
+    ) {
+        let Some(mut counter) = before.counter.clone() else {
+            return; // header-counted: charged whole at the headers
+        };
+        counter.feed(kept, None);
+        let passed = if kept.is_empty() && before.counted == 0 {
+            0
+        } else {
+            counter.records().max(1)
+        };
+        let delivered = passed.max(before.counted).min(self.counted);
+        if self.counted > delivered {
+            self.give_back(store, self.counted - delivered, now);
+            self.exhausted = before.exhausted;
+        }
+        self.counted = delivered;
+        self.counter = Some(counter);
+        self.cut = true;
+    }
+
+    fn give_back<S: SharedStore + ?Sized>(&self, store: &S, n: u64, now: Duration) {
+        if n == 0 {
+            return;
+        }
+        let (window, secs) = (self.table.record_window(), now.as_secs());
+        // Best effort: if it cannot be written, the budget errs on the low side.
+        let _ = self.table.update(store, &self.identity, now, |e| {
+            if e.records.current(window, secs) > 0 {
+                e.records.count = e.records.count.saturating_sub(n);
+            }
+        });
     }
 
     /// Takes exactly `n` records from the shared budget if that many remain;

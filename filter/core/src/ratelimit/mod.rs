@@ -7,6 +7,7 @@ pub mod limits;
 pub mod meter;
 pub mod page;
 pub mod rule;
+pub mod salt;
 pub mod store;
 pub mod suspend;
 pub mod table;

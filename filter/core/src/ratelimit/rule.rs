@@ -225,7 +225,7 @@ impl Rule {
     }
 
     /// Whom to count: the configured claim of a verified token, else the
-    /// peer's address (without port).
+    /// peer's address (without port; an IPv6 peer by its /64).
     pub fn identity(&self, request: &Request, token: Option<&VerifiedToken>) -> String {
         if let Some(value) = token
             .and_then(|t| t.payload.get(&self.key_claim))
@@ -238,7 +238,20 @@ impl Rule {
             Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip,
             _ => peer,
         };
-        format!("peer={}", ip.trim_start_matches('[').trim_end_matches(']'))
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        // One IPv6 host usually holds a whole /64: counting each address
+        // apart would hand it 2^64 budgets.
+        match ip.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => format!("peer={v4}"),
+                None => {
+                    let s = v6.segments();
+                    let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                    format!("peer={net}/64")
+                }
+            },
+            Err(_) => format!("peer={ip}"),
+        }
     }
 }
 
@@ -354,6 +367,25 @@ mod tests {
             source_address: Some("[::1]:5555".into()),
             ..Request::default()
         };
-        assert_eq!(r.identity(&req6, None), "peer=::1");
+        assert_eq!(r.identity(&req6, None), "peer=::/64");
+        let a = Request {
+            source_address: Some("[2001:db8:1:2:aaaa::1]:443".into()),
+            ..Request::default()
+        };
+        let b = Request {
+            source_address: Some("[2001:db8:1:2:ffff::9]:80".into()),
+            ..Request::default()
+        };
+        assert_eq!(r.identity(&a, None), "peer=2001:db8:1:2::/64");
+        assert_eq!(
+            r.identity(&a, None),
+            r.identity(&b, None),
+            "one /64, one budget"
+        );
+        let mapped = Request {
+            source_address: Some("[::ffff:10.0.0.7]:1".into()),
+            ..Request::default()
+        };
+        assert_eq!(r.identity(&mapped, None), "peer=10.0.0.7");
     }
 }

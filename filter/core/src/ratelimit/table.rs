@@ -128,6 +128,9 @@ impl Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     prefix: String,
+    /// Keys the identity hash, so nobody can pick identities that land in
+    /// someone else's bucket (see [`super::salt`]).
+    salt: [u8; 16],
     buckets: u32,
     /// Window lengths, in seconds, used to tell when an entry is stale.
     record_window: u64,
@@ -135,7 +138,8 @@ pub struct Table {
 }
 
 impl Table {
-    /// The table of `rule`, sized for its `max_identities`.
+    /// The table of `rule`, sized for its `max_identities` (unsalted: see
+    /// [`Table::salted`]).
     pub fn for_rule(rule: &Rule) -> Table {
         Table::new(
             &rule.name,
@@ -147,12 +151,33 @@ impl Table {
 
     /// A table for `max_identities` live identities of rule `name`.
     pub fn new(name: &str, max_identities: u32, record_window: u64, strike_window: u64) -> Table {
-        Table {
-            prefix: format!("pal:t:{name}:"),
-            buckets: max_identities.div_ceil(SLOTS as u32).max(1),
-            record_window: record_window.max(1),
-            strike_window: strike_window.max(1),
+        let buckets = max_identities.div_ceil(SLOTS as u32).max(1);
+        let (record_window, strike_window) = (record_window.max(1), strike_window.max(1));
+        // Rules of the same name with other windows or sizes (another
+        // plugin in this VM group, or a changed config) get their own keys:
+        // entries read with the wrong windows could be reset or dropped.
+        let mut shape = Sha256::new();
+        shape.update(name.as_bytes());
+        for n in [u64::from(buckets), record_window, strike_window] {
+            shape.update(n.to_le_bytes());
         }
+        let shape: String = shape.finalize()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Table {
+            prefix: format!("pal:t:{name}:{shape}:"),
+            salt: [0; 16],
+            buckets,
+            record_window,
+            strike_window,
+        }
+    }
+
+    /// The same table, hashing identities with `salt`.
+    pub fn salted(mut self, salt: [u8; 16]) -> Table {
+        self.salt = salt;
+        self
     }
 
     /// How many shared-data keys the table can ever use.
@@ -171,7 +196,10 @@ impl Table {
     }
 
     fn locate(&self, identity: &str) -> (String, [u8; 16]) {
-        let digest = Sha256::digest(identity.as_bytes());
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update(identity.as_bytes());
+        let digest = h.finalize();
         let mut id = [0u8; 16];
         id.copy_from_slice(&digest[..16]);
         let mut pick = [0u8; 4];

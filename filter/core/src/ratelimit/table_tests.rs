@@ -53,7 +53,7 @@ fn a_read_only_update_takes_no_slot() {
         let who = format!("sub={i}");
         assert_eq!(t.update(&s, &who, at(T0), |e| e.suspended_until), Ok(0));
     }
-    assert!(s.get("pal:t:bulk:0").is_none_or(|(b, _)| b.is_empty()));
+    assert!(s.keys().iter().all(|k| s.get(k).unwrap().0.is_empty()));
 }
 
 #[test]
@@ -111,7 +111,12 @@ fn live_state_is_never_dropped() {
     assert_eq!(t.read(&s, "sub=bad").suspended_until, T0 + 900);
     assert_eq!(t.sweep(&s, at(T0 + 60), 0, 1), 1, "busy is idle again");
     assert_eq!(t.sweep(&s, at(T0 + 900), 0, 1), 1, "suspension over");
-    assert_eq!(s.get("pal:t:bulk:0").unwrap().0, b"", "value memory freed");
+    let key = s
+        .keys()
+        .into_iter()
+        .find(|k| k.starts_with("pal:t:"))
+        .unwrap();
+    assert_eq!(s.get(&key).unwrap().0, b"", "value memory freed");
 }
 
 #[test]
@@ -131,11 +136,45 @@ fn sweep_frees_stale_entries_bucket_by_bucket() {
 }
 
 #[test]
-fn updates_give_up_under_contention() {
+fn updates_retry_then_give_up_under_contention() {
     let s = MemoryStore::default();
     let t = Table::new("bulk", 16, 300, 60);
-    *s.fail_next_writes.borrow_mut() = 1_000;
+    assert_eq!(charge(&t, &s, "sub=a", T0, 1), Ok(1), "the bucket exists");
+    *s.fail_next_writes.borrow_mut() = MAX_CAS_ATTEMPTS - 1;
+    assert_eq!(
+        charge(&t, &s, "sub=a", T0, 1),
+        Ok(2),
+        "retried until it went through"
+    );
+    *s.fail_next_writes.borrow_mut() = MAX_CAS_ATTEMPTS;
     assert_eq!(charge(&t, &s, "sub=a", T0, 1), Err(TableError::Contended));
+    assert_eq!(
+        t.read(&s, "sub=a").records.current(300, T0),
+        2,
+        "nothing half-written"
+    );
+}
+
+#[test]
+fn a_salt_moves_identities_between_buckets_unpredictably() {
+    let t = Table::new("bulk", 1 << 20, 300, 60);
+    let bucket = |t: &Table, who: &str| t.locate(who).0;
+    let moved = (0..64)
+        .filter(|i| {
+            let who = format!("sub={i}");
+            bucket(&t, &who) != bucket(&t.clone().salted([7; 16]), &who)
+        })
+        .count();
+    assert!(moved > 60, "{moved}");
+}
+
+#[test]
+fn rules_of_one_name_but_other_windows_do_not_share_entries() {
+    let s = MemoryStore::default();
+    let hourly = Table::new("bulk", 64, 3_600, 60);
+    let daily = Table::new("bulk", 64, 86_400, 60);
+    assert_eq!(charge(&hourly, &s, "sub=a", T0, 5), Ok(5));
+    assert_eq!(daily.read(&s, "sub=a").records.current(86_400, T0), 0);
 }
 
 #[test]
@@ -143,9 +182,14 @@ fn a_torn_bucket_is_read_as_its_whole_entries() {
     let s = MemoryStore::default();
     let t = Table::new("bulk", 16, 300, 60);
     charge(&t, &s, "sub=a", T0, 2).unwrap();
-    let (mut bytes, cas) = s.get("pal:t:bulk:0").unwrap();
+    let key = s
+        .keys()
+        .into_iter()
+        .find(|k| k.starts_with("pal:t:"))
+        .unwrap();
+    let (mut bytes, cas) = s.get(&key).unwrap();
     bytes.extend_from_slice(b"junk");
-    s.set("pal:t:bulk:0", &bytes, cas).unwrap();
+    s.set(&key, &bytes, cas).unwrap();
     assert_eq!(t.read(&s, "sub=a").records.current(300, T0), 2);
     assert_eq!(charge(&t, &s, "sub=a", T0, 1), Ok(3));
 }
