@@ -125,10 +125,9 @@ pub fn write(host: &impl Host, trail: &Trail, facts: &Facts, config: &AuditConfi
     }
 }
 
-/// Raises an alert for a suspension: a record in the chain, and a call to
-/// the webhook when one is configured. Each suspension is reported once
-/// (by the worker that made it), so alerts are deduplicated per identity
-/// and suspension period.
+/// Raises an alert for a suspension. Each suspension is reported once (by
+/// the worker whose compare-and-swap made it), so alerts are deduplicated
+/// per identity and suspension period.
 pub fn alert(
     host: &impl Host,
     trail: &Trail,
@@ -137,35 +136,100 @@ pub fn alert(
     config: &AuditConfig,
     now: Duration,
 ) {
+    let until = rfc3339(Duration::from_secs(s.until));
+    let fields =
+        json!({"rule": s.rule, "identity": s.identity, "cause": s.cause, "suspended_until": until});
+    let line = format!(
+        "{} suspended under {} until {until} ({})",
+        s.identity, s.rule, s.cause
+    );
+    raise(
+        host,
+        trail,
+        "identity_suspended",
+        fields,
+        &line,
+        decision_id,
+        config,
+        now,
+    );
+}
+
+/// Raises an alert for an identity denied `count` times within a period.
+pub fn denial_spike_alert(
+    host: &impl Host,
+    trail: &Trail,
+    identity: &str,
+    spike: &palisade_core::audit::spike::DenialSpikes,
+    decision_id: &str,
+    config: &AuditConfig,
+    now: Duration,
+) {
+    let fields = json!({"identity": identity, "denials": spike.count, "period_seconds": spike.period_seconds});
+    let line = format!(
+        "{identity} denied {} times within {} s",
+        spike.count, spike.period_seconds
+    );
+    raise(
+        host,
+        trail,
+        "denial_spike",
+        fields,
+        &line,
+        decision_id,
+        config,
+        now,
+    );
+}
+
+/// One alert: a warning line, a counter, a record in the chain, and a call
+/// to the webhook when one is configured.
+#[allow(clippy::too_many_arguments)]
+fn raise(
+    host: &impl Host,
+    trail: &Trail,
+    kind: &str,
+    fields: Value,
+    line: &str,
+    decision_id: &str,
+    config: &AuditConfig,
+    now: Duration,
+) {
     let timestamp = rfc3339(now);
-    let event = json!({
+    let mut event = json!({
         "event": "alert",
-        "kind": "identity_suspended",
+        "kind": kind,
         "timestamp": timestamp,
         "decision_id": decision_id,
-        "rule": s.rule,
-        "identity": s.identity,
-        "cause": s.cause,
-        "suspended_until": rfc3339(Duration::from_secs(s.until)),
         "labels": {"app": "palisade"},
     });
-    host.log(
-        LogLevel::Warn,
-        &format!(
-            "palisade: alert: {} suspended under {} until {} ({})",
-            s.identity,
-            s.rule,
-            rfc3339(Duration::from_secs(s.until)),
-            s.cause
-        ),
-    );
-    host.count("palisade.alerts.identity_suspended", 1);
+    if let (Some(obj), Value::Object(extra)) = (event.as_object_mut(), fields) {
+        obj.extend(extra);
+    }
+    host.log(LogLevel::Warn, &format!("palisade: alert: {line}"));
+    host.count(&format!("palisade.alerts.{kind}"), 1);
     if let Value::Object(record) = event.clone() {
         seal(host, trail, record, config, now, &timestamp);
     }
     if config.alerts.is_some() {
         queue(host, &trail.alerts, event, "alert");
     }
+}
+
+/// On the tick: a signed head, when one is due (see `audit.signing`).
+pub fn checkpoint(
+    host: &impl Host,
+    trail: &Trail,
+    signing: &palisade_core::audit::sign::Signing,
+    config: &AuditConfig,
+    now: Duration,
+) {
+    let Ok(mut writer) = trail.writer.try_borrow_mut() else {
+        return;
+    };
+    let sealed = writer.checkpoint(signing, now, &rfc3339(now));
+    drop(writer);
+    emit(host, trail, sealed, config);
 }
 
 /// Seals one record into the chain, logs it, and queues it for the collector.
@@ -186,6 +250,11 @@ fn seal(
     };
     let sealed = writer.write(record, now, timestamp);
     drop(writer);
+    emit(host, trail, sealed, config);
+}
+
+/// Logs sealed records and queues them for the collector.
+fn emit(host: &impl Host, trail: &Trail, sealed: Vec<Value>, config: &AuditConfig) {
     crate::metrics::audited(host, sealed.len() as u64);
     for record in sealed {
         // The canonical bytes, exactly what the hash covers (plus `hash`).

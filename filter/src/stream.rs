@@ -27,18 +27,28 @@ pub struct Loaded {
     pub limits: Limits,
     /// Streams decided so far, for decision ids when Envoy gives no request id.
     pub decisions: Cell<u64>,
+    /// The denial-spike counter, salted, when that alert is configured.
+    pub spikes: Option<palisade_core::audit::spike::DenialSpikes>,
+    /// The host's shared data.
+    pub store: Rc<dyn SharedStore>,
 }
 
 impl Loaded {
     /// `store` is the host's shared data (shared by every worker's VM).
     pub fn new(config: Config, store: Rc<dyn SharedStore>) -> Self {
         let cache = RefCell::new(TokenCache::new(config.token_cache_capacity));
-        let limits = Limits::new(&config.rate_limits, store);
+        let limits = Limits::new(&config.rate_limits, store.clone());
+        let spikes = config.audit.denial_spike.clone().map(|d| {
+            use palisade_core::ratelimit::salt::{process_salt, random_salt};
+            d.salted(process_salt(&*store, random_salt))
+        });
         Loaded {
             config,
             cache,
             limits,
             decisions: Cell::new(0),
+            spikes,
+            store,
         }
     }
 }
@@ -71,6 +81,11 @@ impl Loaded {
 /// On the tick: keeps the audit chain's slot in shared data, and ships
 /// what waits for the collector and the alert webhook.
 pub fn audit_tick(trail: &Trail, loaded: Option<&Loaded>, host: &impl Host) {
+    if let (Some(now), Some(l)) = (host.now(), loaded) {
+        if let Some(signing) = &l.config.audit.signing {
+            audit_log::checkpoint(host, trail, signing, &l.config.audit, now);
+        }
+    }
     if let (Ok(mut writer), Some(now)) = (trail.writer.try_borrow_mut(), host.now()) {
         writer.renew(now);
     }
@@ -145,6 +160,23 @@ impl Stream {
         let mut facts = audit_log::facts(&id, now, &request, &evaluation, &loaded.config);
         self.decision_id = id.clone();
         self.raise_alerts(host, &loaded, now);
+        if let (Decision::Deny(_), Some(spikes)) = (&evaluation.decision, &loaded.spikes) {
+            let who = match evaluation.subject() {
+                Some(sub) => format!("sub={sub}"),
+                None => palisade_core::ratelimit::rule::peer_identity(&request),
+            };
+            if spikes.denied(&*loaded.store, &who, now) {
+                audit_log::denial_spike_alert(
+                    host,
+                    &self.trail,
+                    &who,
+                    spikes,
+                    &id,
+                    &loaded.config.audit,
+                    now,
+                );
+            }
+        }
 
         match &evaluation.decision {
             Decision::Deny(denial) if evaluation.enforced => {

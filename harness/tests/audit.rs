@@ -125,3 +125,70 @@ fn the_cli_verifies_the_wasms_chain_and_names_each_problem() {
     assert!(out.contains("expected CHAIN:SEQ:HASH"), "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn signed_heads_let_a_verifier_with_only_the_public_key_vouch_for_the_chain() {
+    use base64::Engine as _;
+    let seed = [7u8; 32];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let public =
+        palisade_core::audit::sign::Signing::new(seed, None, Duration::from_secs(1)).public_key();
+    let mut config = support::demo_config();
+    config["audit"] =
+        serde_json::json!({"signing": {"private_key": b64.encode(seed), "interval_seconds": 1}});
+    let config = config.to_string().into_bytes();
+    let clock = FakeClock::at(Duration::from_secs(NOW));
+    let mut vm = Vm::start(
+        support::module(),
+        &config,
+        clock.clone(),
+        SharedSpace::new(),
+    )
+    .unwrap();
+    records(&mut vm, 3);
+    clock.advance(Duration::from_secs(2));
+    vm.tick().unwrap();
+    records(&mut vm, 2);
+    let lines: Vec<String> = vm
+        .logs()
+        .iter()
+        .filter(|l| l.message.starts_with(palisade_filter::audit_log::PREFIX))
+        .map(|l| {
+            format!(
+                "[info][wasm] wasm log palisade palisade palisade: {}",
+                l.message
+            )
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("\"event\":\"chain_head\"")),
+        "a signed head was written"
+    );
+    let dir = std::env::temp_dir().join(format!("palisade-audit-sign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("signed.log");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let verify = |key: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["audit", "verify", "--public-key", key])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify(&public);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("signed through 3"), "{out}");
+    let other = palisade_core::audit::sign::Signing::new([8; 32], None, Duration::from_secs(1))
+        .public_key();
+    let (code, out) = verify(&other);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("bad_signature") && out.contains("unsigned"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

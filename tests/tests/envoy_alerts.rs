@@ -20,7 +20,7 @@ fn records_ship_to_the_collector_alerts_to_the_webhook_and_a_dead_collector_clos
     config["audit"] = json!({
         "personal_data": [{"path_prefix": "/api/v1/customers", "category": "customer_pii"}],
         "collector": {"cluster": "audit-collector", "batch_max": 50, "required": true},
-        "alerts": {"cluster": "alerts", "path": "/hooks/palisade"}
+        "alerts": {"cluster": "alerts", "path": "/hooks/palisade", "denial_spike": {"count": 5, "period_seconds": 60}}
     });
     config["rate_limits"] = json!([{
         "name": "customer-bulk",
@@ -76,6 +76,25 @@ fn records_ship_to_the_collector_alerts_to_the_webhook_and_a_dead_collector_clos
         assert_eq!(alert["rule"], "customer-bulk");
     }
 
+    // A denial spike: mallory is refused 7 times; one alert, at the 5th.
+    let mallory = bearer(json!({"sub": "mallory", "roles": ["customer"], "customer_id": "7"}));
+    for _ in 0..7 {
+        let r = http::get(port, "/api/v1/customers/42", &[("authorization", &mallory)]);
+        assert_eq!(r.status, 403);
+    }
+    let all = webhook.wait_until(Duration::from_secs(10), |r| r.len() >= 3);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(webhook.received().len(), 3, "{all:#?}");
+    let spike = all
+        .iter()
+        .map(|a| a.json())
+        .find(|a| a["kind"] == "denial_spike")
+        .expect("a denial_spike alert");
+    assert_eq!(
+        (spike["identity"].as_str(), spike["denials"].as_u64()),
+        (Some("sub=mallory"), Some(5))
+    );
+
     // Every audit record reaches the collector, gzipped JSON arrays on /logs.
     let log_ids = || -> BTreeSet<String> {
         envoy
@@ -110,7 +129,7 @@ fn records_ship_to_the_collector_alerts_to_the_webhook_and_a_dead_collector_clos
         .into_iter()
         .filter(|r| r["event"] == "alert")
         .count();
-    assert_eq!(alert_records, 2, "alerts are in the audit trail too");
+    assert_eq!(alert_records, 3, "alerts are in the audit trail too");
 
     // The collector goes down: after one failed upload, personal data is
     // refused (the upstream is not reached); other routes go on.

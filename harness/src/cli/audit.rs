@@ -2,6 +2,7 @@
 //! files (Envoy's log as it is, or the records alone).
 
 use palisade_core::audit::chain::Head;
+use palisade_core::audit::sign::key_bytes;
 use palisade_core::audit::verify::{verify, Line};
 use palisade_filter::audit_log::PREFIX;
 use std::path::PathBuf;
@@ -25,6 +26,11 @@ pub struct VerifyArgs {
     /// reported as a truncated tail. Repeatable.
     #[arg(long = "head", value_name = "CHAIN:SEQ:HASH")]
     heads: Vec<String>,
+    /// The Ed25519 public key of `audit.signing` (32 bytes, base64, or a
+    /// file holding that): every chain must carry a signed head, and every
+    /// signed head must verify and match its record.
+    #[arg(long = "public-key", value_name = "KEY")]
+    public_key: Option<String>,
 }
 
 pub fn run(command: Command) -> Result<ExitCode, String> {
@@ -34,6 +40,16 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
         .iter()
         .map(|h| Head::parse(h).ok_or_else(|| format!("--head {h}: expected CHAIN:SEQ:HASH")))
         .collect::<Result<Vec<_>, _>>()?;
+    let public_key = match &args.public_key {
+        None => None,
+        Some(k) => {
+            let text = match std::fs::read_to_string(k) {
+                Ok(file) => file,
+                Err(_) => k.clone(),
+            };
+            Some(key_bytes(&text).map_err(|e| format!("--public-key: {e}"))?)
+        }
+    };
     let mut texts = Vec::new();
     for file in &args.files {
         let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -51,14 +67,17 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
             complete: ends_complete || i + 1 < count,
         })
     });
-    let report = verify(lines, PREFIX, &heads);
+    let report = verify(lines, PREFIX, &heads, public_key.as_ref());
     for f in &report.findings {
         println!("{}: {}: {}", f.position, f.kind, f.message);
     }
     let chains: Vec<String> = report
         .chains
         .iter()
-        .map(|(id, (first, last))| format!("{id} (seq {first}..={last})"))
+        .map(|(id, (first, last))| match report.signed.get(id) {
+            Some(s) => format!("{id} (seq {first}..={last}, signed through {s})"),
+            None => format!("{id} (seq {first}..={last})"),
+        })
         .collect();
     if report.ok() {
         println!(

@@ -2,7 +2,7 @@
 //! allows elsewhere are sampled, what is masked, and extra labels.
 
 use super::outbox::Endpoint;
-use crate::config::raw::{RawAudit, RawCollector, RawWebhook};
+use crate::config::raw::{RawAudit, RawCollector, RawSigning, RawWebhook};
 use crate::ratelimit::rule::canonical_segments;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,6 +71,10 @@ pub struct AuditConfig {
     pub collector: Option<Endpoint>,
     /// Where alerts go, if anywhere but the audit trail.
     pub alerts: Option<Endpoint>,
+    /// Signs the chain head at an interval.
+    pub signing: Option<super::sign::Signing>,
+    /// Alert when one identity is denied this often.
+    pub denial_spike: Option<super::spike::DenialSpikes>,
 }
 
 /// Compiles an endpoint; errors name the field under `path`.
@@ -120,6 +124,23 @@ fn collector(raw: &RawCollector) -> Result<Endpoint, String> {
     Ok(e)
 }
 
+fn signing(raw: &RawSigning) -> Result<super::sign::Signing, String> {
+    let seed = super::sign::key_bytes(&raw.private_key)
+        .map_err(|e| format!("audit.signing.private_key: {e}"))?;
+    let interval = raw.interval_seconds.unwrap_or(60);
+    if !(1..=86_400).contains(&interval) {
+        return Err("audit.signing.interval_seconds: must be between 1 and 86400".into());
+    }
+    if raw.key_id.as_deref() == Some("") {
+        return Err("audit.signing.key_id: must not be empty".into());
+    }
+    Ok(super::sign::Signing::new(
+        seed,
+        raw.key_id.clone(),
+        std::time::Duration::from_secs(interval),
+    ))
+}
+
 fn webhook(raw: &RawWebhook) -> Result<Endpoint, String> {
     let mut e = endpoint(
         "audit.alerts",
@@ -153,6 +174,8 @@ impl AuditConfig {
             labels: BTreeMap::new(),
             collector: None,
             alerts: None,
+            signing: None,
+            denial_spike: None,
         }
     }
 
@@ -237,6 +260,14 @@ impl AuditConfig {
             labels: raw.labels.clone(),
             collector: raw.collector.as_ref().map(collector).transpose()?,
             alerts: raw.alerts.as_ref().map(webhook).transpose()?,
+            signing: raw.signing.as_ref().map(signing).transpose()?,
+            denial_spike: match raw.alerts.as_ref().and_then(|a| a.denial_spike.as_ref()) {
+                None => None,
+                Some(d) if d.count == 0 || d.period_seconds == 0 || d.period_seconds > 86_400 => {
+                    return Err("audit.alerts.denial_spike: needs a positive count and period_seconds of at most 86400".into())
+                }
+                Some(d) => Some(super::spike::DenialSpikes::new(d.count, d.period_seconds)),
+            },
         })
     }
 
@@ -282,6 +313,7 @@ mod tests {
             labels: BTreeMap::new(),
             collector: None,
             alerts: None,
+            signing: None,
         }
     }
 

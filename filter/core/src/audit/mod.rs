@@ -7,5 +7,7 @@ pub mod config;
 pub mod mask;
 pub mod outbox;
 pub mod record;
+pub mod sign;
+pub mod spike;
 pub mod verify;
 pub mod writer;

@@ -30,6 +30,9 @@ pub struct Report {
     pub records: usize,
     /// Chain id → (first seq, last seq) seen.
     pub chains: BTreeMap<String, (u64, u64)>,
+    /// Chain id → the newest seq a valid signed head vouches for (with a
+    /// public key only).
+    pub signed: BTreeMap<String, u64>,
     pub findings: Vec<Finding>,
 }
 
@@ -74,11 +77,14 @@ pub fn verify<'a>(
     lines: impl IntoIterator<Item = Line<'a>>,
     prefix: &str,
     heads: &[Head],
+    public_key: Option<&[u8; 32]>,
 ) -> Report {
     let mut report = Report::default();
     let mut chains: BTreeMap<String, Vec<Rec>> = BTreeMap::new();
     // Heads that later chains say they follow: each must still be there.
     let mut linked: Vec<Head> = Vec::new();
+    // Heads a valid signature vouches for, with where the signature is.
+    let mut vouched: Vec<(Head, Position)> = Vec::new();
     for (order, line) in lines.into_iter().enumerate() {
         let Some(json) = audit_json(line.text, prefix) else {
             continue;
@@ -133,6 +139,17 @@ pub fn verify<'a>(
                 ),
             ));
         }
+        if let (Some(key), Some("chain_head")) =
+            (public_key, record.get("event").and_then(Value::as_str))
+        {
+            match super::sign::verify_checkpoint(&record, key) {
+                Ok(head) => vouched.push((head, line.position.clone())),
+                Err(why) => report.findings.push(finding(
+                    "bad_signature",
+                    format!("chain {chain} seq {seq}: signed head rejected: {why}"),
+                )),
+            }
+        }
         if record.get("event").and_then(Value::as_str) == Some("chain_reset") {
             if let Some(previous) = record.get("previous").and_then(Head::from_json) {
                 linked.push(previous);
@@ -159,6 +176,43 @@ pub fn verify<'a>(
     }
     for head in heads {
         check_head(head, chains.get(&head.chain_id), &mut report.findings);
+    }
+    // With a public key, every chain needs a signed head, and each signed
+    // head must match the record it names.
+    if public_key.is_some() {
+        for (head, position) in &vouched {
+            let matches = chains.get(&head.chain_id).is_some_and(|recs| {
+                recs.iter()
+                    .any(|r| r.seq == head.seq && r.stored_hash == head.hash)
+            });
+            if matches {
+                let best = report
+                    .signed
+                    .entry(head.chain_id.clone())
+                    .or_insert(head.seq);
+                *best = (*best).max(head.seq);
+            } else {
+                report.findings.push(Finding {
+                    position: position.clone(),
+                    kind: "modified",
+                    message: format!(
+                        "chain {} seq {}: the signed head does not match that record (rewritten or deleted)",
+                        head.chain_id, head.seq
+                    ),
+                });
+            }
+        }
+        for (chain, recs) in &chains {
+            if !report.signed.contains_key(chain) {
+                if let Some(first) = recs.first() {
+                    report.findings.push(Finding {
+                        position: first.position.clone(),
+                        kind: "unsigned",
+                        message: format!("chain {chain}: no valid signed head vouches for it"),
+                    });
+                }
+            }
+        }
     }
     // A chain that a later chain follows must reach the head it names; one
     // absent from these files may be in another, so it is not judged.

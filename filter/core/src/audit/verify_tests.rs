@@ -27,6 +27,7 @@ fn check(lines: &[String], complete_last: bool, heads: &[Head]) -> Report {
         }),
         PREFIX,
         heads,
+        None,
     )
 }
 
@@ -250,4 +251,65 @@ fn a_chain_cut_before_the_head_its_successor_names_is_truncated() {
         kinds(&check(&lines, true, &[])),
         [("audit.log:2", "truncated")]
     );
+}
+
+#[test]
+fn with_the_public_key_a_rewritten_log_fails_and_an_untouched_one_is_vouched_for() {
+    use crate::audit::sign::{key_bytes, Signing};
+    let signing = Signing::new([5; 32], None, std::time::Duration::from_secs(60));
+    let public = key_bytes(&signing.public_key()).unwrap();
+    let canon = |v: &Value| String::from_utf8(crate::audit::canonical::to_vec(v)).unwrap();
+    let write = |tamper: bool| {
+        let mut chain = Chain::new("c1");
+        let mut lines = Vec::new();
+        for i in 0..3 {
+            let decision = if tamper && i == 1 { "deny" } else { "allow" };
+            let r = chain.seal(
+                json!({"decision_id": format!("d{i}"), "decision": decision})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            );
+            lines.push(format!("{PREFIX}{}", canon(&r)));
+        }
+        // The head was signed over the original records.
+        let mut original = Chain::new("c1");
+        for i in 0..3 {
+            original.seal(
+                json!({"decision_id": format!("d{i}"), "decision": "allow"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            );
+        }
+        let checkpoint = chain.seal(signing.checkpoint(&original.head().unwrap(), "t"));
+        lines.push(format!("{PREFIX}{}", canon(&checkpoint)));
+        lines
+    };
+    let run = |lines: &[String]| {
+        verify(
+            lines.iter().enumerate().map(|(i, l)| Line {
+                position: format!("a.log:{}", i + 1),
+                text: l,
+                complete: true,
+            }),
+            PREFIX,
+            &[],
+            Some(&public),
+        )
+    };
+    let ok = run(&write(false));
+    assert!(ok.ok(), "{:?}", ok.findings);
+    assert_eq!(ok.signed["c1"], 2);
+    // Rewritten with fresh hashes: the chain is consistent, the signature is not.
+    let bad = run(&write(true));
+    assert_eq!(bad.findings.len(), 2, "{:?}", bad.findings);
+    assert!(bad
+        .findings
+        .iter()
+        .any(|f| f.kind == "modified" && f.position == "a.log:4"));
+    assert!(bad.findings.iter().any(|f| f.kind == "unsigned"));
+    // A log with no signed head at all is not vouched for.
+    let unsigned = run(&write(false)[..3]);
+    assert_eq!(unsigned.findings[0].kind, "unsigned");
 }

@@ -59,6 +59,8 @@ pub struct AuditWriter {
     chain: Option<Chain>,
     store: Rc<dyn SharedStore>,
     slot: Option<u32>,
+    /// The last signed head's seq and when it was signed.
+    last_signed: Option<(u64, Duration)>,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -76,6 +78,7 @@ impl AuditWriter {
             chain: None,
             store,
             slot: None,
+            last_signed: None,
         }
     }
 
@@ -125,6 +128,31 @@ impl AuditWriter {
         out
     }
 
+    /// On the tick: seals a signed `chain_head` for the current head, if
+    /// records came since the last one and the interval has passed.
+    pub fn checkpoint(
+        &mut self,
+        signing: &super::sign::Signing,
+        now: Duration,
+        timestamp: &str,
+    ) -> Vec<Value> {
+        let Some(head) = self.head() else {
+            return Vec::new();
+        };
+        let due = match self.last_signed {
+            None => true,
+            Some((seq, at)) => seq != head.seq && now.saturating_sub(at) >= signing.interval,
+        };
+        let Some(chain) = self.chain.as_mut().filter(|_| due) else {
+            return Vec::new();
+        };
+        let sealed = chain.seal(signing.checkpoint(&head, timestamp));
+        // The checkpoint is itself the newest record: signing again needs more.
+        self.last_signed = chain.head().map(|h| (h.seq, now));
+        self.publish_head(now);
+        vec![sealed]
+    }
+
     /// Renews the slot's lease (on the tick).
     pub fn renew(&mut self, now: Duration) {
         self.publish_head(now);
@@ -138,6 +166,7 @@ impl AuditWriter {
             self.update_slot(n, |slot| slot.lease_until = 0);
         }
         self.chain = None;
+        self.last_signed = None;
     }
 
     /// A chain id no other chain of this Envoy has: the time it started and
@@ -281,6 +310,34 @@ mod tests {
         assert_eq!(records[0]["event"], "chain_reset");
         assert_eq!(Head::from_json(&records[0]["previous"]), Some(old.clone()));
         assert_ne!(w.chain_id(), Some(old.chain_id.as_str()));
+    }
+
+    #[test]
+    fn heads_are_signed_at_the_interval_and_only_when_records_came() {
+        let store: Rc<dyn SharedStore> = Rc::new(MemoryStore::default());
+        let mut w = AuditWriter::new(store);
+        let signing = crate::audit::sign::Signing::new([3; 32], None, Duration::from_secs(60));
+        assert!(
+            w.checkpoint(&signing, T, "t").is_empty(),
+            "nothing to sign yet"
+        );
+        w.write(rec(0), T, "t");
+        let first = w.checkpoint(&signing, T, "t");
+        assert_eq!(first[0]["event"], "chain_head");
+        assert_eq!(first[0]["signed"]["seq"], 1);
+        assert!(
+            w.checkpoint(&signing, T + Duration::from_secs(120), "t")
+                .is_empty(),
+            "no new records"
+        );
+        w.write(rec(1), T + Duration::from_secs(1), "t");
+        assert!(
+            w.checkpoint(&signing, T + Duration::from_secs(30), "t")
+                .is_empty(),
+            "too soon"
+        );
+        let second = w.checkpoint(&signing, T + Duration::from_secs(61), "t");
+        assert_eq!(second[0]["signed"]["seq"], 3);
     }
 
     #[test]

@@ -45,6 +45,22 @@ pub struct RawAudit {
     /// A webhook for alerts (suspensions), through an Envoy cluster.
     #[serde(default)]
     pub alerts: Option<RawWebhook>,
+    /// Sign the chain head with Ed25519 at an interval.
+    #[serde(default)]
+    pub signing: Option<RawSigning>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigning {
+    /// The 32-byte Ed25519 private key (seed), base64.
+    pub private_key: String,
+    /// Names the key in checkpoints (default: a digest of the public key).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Seconds between signed heads (default 60).
+    #[serde(default)]
+    pub interval_seconds: Option<u64>,
 }
 
 /// Where records are shipped, in OPA's decision-log upload format.
@@ -79,6 +95,16 @@ pub struct RawWebhook {
     pub authority: Option<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Alert when one identity is denied this often.
+    #[serde(default)]
+    pub denial_spike: Option<RawDenialSpike>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDenialSpike {
+    pub count: u64,
+    pub period_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]

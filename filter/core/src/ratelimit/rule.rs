@@ -233,25 +233,30 @@ impl Rule {
         {
             return format!("{}={value}", self.key_claim);
         }
-        let peer = request.source_address.as_deref().unwrap_or("unknown");
-        let ip = match peer.rsplit_once(':') {
-            Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip,
-            _ => peer,
-        };
-        let ip = ip.trim_start_matches('[').trim_end_matches(']');
-        // One IPv6 host usually holds a whole /64: counting each address
-        // apart would hand it 2^64 budgets.
-        match ip.parse::<std::net::Ipv6Addr>() {
-            Ok(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => format!("peer={v4}"),
-                None => {
-                    let s = v6.segments();
-                    let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                    format!("peer={net}/64")
-                }
-            },
-            Err(_) => format!("peer={ip}"),
-        }
+        peer_identity(request)
+    }
+}
+
+/// An anonymous caller's identity: its peer address without the port, an
+/// IPv6 peer by its /64 (one host usually holds a whole /64: counting each
+/// address apart would hand it 2^64 budgets), an IPv4-mapped one as IPv4.
+pub fn peer_identity(request: &Request) -> String {
+    let peer = request.source_address.as_deref().unwrap_or("unknown");
+    let ip = match peer.rsplit_once(':') {
+        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => peer,
+    };
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    match ip.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("peer={v4}"),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("peer={net}/64")
+            }
+        },
+        Err(_) => format!("peer={ip}"),
     }
 }
 
