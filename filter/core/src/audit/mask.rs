@@ -133,7 +133,7 @@ fn scrub_jwts(value: &mut Value, at: &str, masked: &mut Vec<String>) {
 }
 
 /// `s` with JWT-shaped runs masked, or `None` if it holds none.
-fn without_jwts(s: &str) -> Option<String> {
+pub fn without_jwts(s: &str) -> Option<String> {
     if !s.contains("eyJ") {
         return None;
     }

@@ -104,7 +104,9 @@ impl Facts {
             obj.insert("truncated".into(), self.truncated.into());
         }
         if let Some(detail) = &self.detail {
-            obj.insert("detail".into(), detail.clone().into());
+            // Error text may quote request values (a token passed to a builtin).
+            let detail = super::mask::without_jwts(detail).unwrap_or_else(|| detail.clone());
+            obj.insert("detail".into(), detail.into());
         }
         if !masked.erased.is_empty() {
             obj.insert("erased".into(), masked.erased.into());
@@ -188,6 +190,14 @@ mod tests {
             .unwrap()
             .iter()
             .any(|p| p.as_str().unwrap().ends_with("/authorization")));
+    }
+
+    #[test]
+    fn a_token_quoted_in_an_error_detail_is_masked() {
+        let mut f = facts("/health", "deny");
+        f.detail = Some("to_number: invalid \"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln\"".into());
+        let r = f.to_record(&config());
+        assert_eq!(r["detail"], "to_number: invalid \"REDACTED\"");
     }
 
     #[test]

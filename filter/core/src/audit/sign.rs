@@ -130,7 +130,10 @@ mod tests {
         // openssl genpkey -algorithm ed25519 -outform DER | tail -c 32 | base64, and its public half.
         let seed = key_bytes("y0oF9x6kwXrFv5jBgw5/n64u4zzRsLHeJNOb97EZRV0=").unwrap();
         let s = Signing::new(seed, None, Duration::from_secs(60));
-        assert_eq!(s.public_key(), "YxQXPgpOGSh3KRgCDJpX+36dPmpKdbU1tQOxnpuongs=");
+        assert_eq!(
+            s.public_key(),
+            "YxQXPgpOGSh3KRgCDJpX+36dPmpKdbU1tQOxnpuongs="
+        );
     }
 
     #[test]
