@@ -427,17 +427,11 @@ impl Stream {
 
 /// True if the request is on a route the config marks as personal data.
 fn personal(loaded: &Loaded, request: &Request) -> bool {
-    let text = |name: &str| {
-        request
-            .headers
-            .first(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
-    };
+    let headers = &request.headers;
     loaded
         .config
         .audit
-        .personal_route(&text(":method"), &text(":path"))
+        .personal_route(&headers.text(":method"), &headers.text(":path"))
         .is_some()
 }
 

@@ -38,6 +38,13 @@ impl Headers {
         self.get_all(name).next().map(|(_, v)| v)
     }
 
+    /// The first value of `name` as text (lossy; empty if absent).
+    pub fn text(&self, name: &str) -> String {
+        self.first(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }

@@ -63,7 +63,9 @@ pub struct RawSigning {
     pub interval_seconds: Option<u64>,
 }
 
-/// Where records are shipped, in OPA's decision-log upload format.
+/// Where records are shipped, in OPA's decision-log upload format. It
+/// repeats [`RawWebhook`]'s fields: serde's `flatten` would lose
+/// `deny_unknown_fields`, and a typo must fail the load.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCollector {

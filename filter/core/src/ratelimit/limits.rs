@@ -144,14 +144,10 @@ impl Limits {
         token: Option<&VerifiedToken>,
         now: Duration,
     ) -> Result<(Value, Vec<ResponseMeter>), LimitDenial> {
-        let text = |name: &str| {
-            request
-                .headers
-                .first(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        let (method, path) = (text(":method"), text(":path"));
+        let (method, path) = (
+            request.headers.text(":method"),
+            request.headers.text(":path"),
+        );
         let secs = now.as_secs();
         let store = &*self.store;
         let mut usage: BTreeMap<Value, Value> = BTreeMap::new();
