@@ -42,6 +42,13 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// The data category a policy named in its result object
+    /// (`"data_category": "customer_pii"`): it marks personal data as a
+    /// route in the config does.
+    fn policy_category(&self) -> Option<&str> {
+        self.result.as_ref()?.get("data_category")?.as_str()
+    }
+
     /// The record, before it is sealed into the chain.
     pub fn to_record(&self, config: &AuditConfig) -> Map<String, Value> {
         let route = match (&self.method, &self.path) {
@@ -91,8 +98,8 @@ impl Facts {
             "method": self.method,
             "request_path": request_path,
             "route": route.map(|r| r.path_prefix.as_str()),
-            "category": route.map(|r| r.category.as_str()),
-            "personal_data": route.is_some(),
+            "category": route.map(|r| r.category.as_str()).or(self.policy_category()),
+            "personal_data": route.is_some() || self.policy_category().is_some(),
             "policy_revision": self.policy_revision,
             "latency_us": self.latency_us,
         });
@@ -121,10 +128,11 @@ impl Facts {
     /// decision on a personal-data route, and the configured share of the
     /// other allows.
     pub fn must_record(&self, config: &AuditConfig) -> bool {
-        let personal = match (&self.method, &self.path) {
-            (Some(m), Some(p)) => config.personal_route(m, p).is_some(),
-            _ => false,
-        };
+        let personal = self.policy_category().is_some()
+            || match (&self.method, &self.path) {
+                (Some(m), Some(p)) => config.personal_route(m, p).is_some(),
+                _ => false,
+            };
         // The sample key mixes in the time: a client that picks its request
         // id (`x-request-id`) cannot pick one that is never recorded.
         let key = format!("{}|{}", self.decision_id, self.timestamp);
@@ -209,5 +217,13 @@ mod tests {
         let mut dry = facts("/health", "allow");
         dry.enforced = false;
         assert!(dry.must_record(&c), "dry runs are recorded");
+        let mut marked = facts("/api/v2/people", "allow");
+        marked.result = Some(json!({"allowed": true, "data_category": "employee_pii"}));
+        assert!(marked.must_record(&c), "a policy can mark personal data");
+        let r = marked.to_record(&c);
+        assert_eq!(
+            (r["personal_data"].as_bool(), r["category"].as_str()),
+            (Some(true), Some("employee_pii"))
+        );
     }
 }
