@@ -1,8 +1,9 @@
 //! One VM's audit chain, and its place in shared data.
 //!
 //! A chain holds a *slot* in shared data (`pal:audit:slot:<n>`) with a
-//! lease, renewed on every tick, and keeps its head there after every
-//! record. A new chain takes a free slot — one released by a VM that shut
+//! lease, renewed on every tick, and keeps its head there: written on every
+//! tick and exactly when the chain is released (not per record, to keep
+//! shared-data writes off the request path). A new chain takes a free slot — one released by a VM that shut
 //! down, or whose lease ran out because its VM died — and its first record,
 //! `chain_reset`, links to the head the slot held. So when a VM is reloaded
 //! the trail goes on from where the old chain stopped, and a verifier can
@@ -101,6 +102,7 @@ impl AuditWriter {
         timestamp: &str,
     ) -> Vec<Value> {
         let mut out = Vec::with_capacity(2);
+        let started = self.chain.is_none();
         let chain = match self.chain.take() {
             Some(chain) => chain,
             None => {
@@ -124,7 +126,11 @@ impl AuditWriter {
         }
         out.push(chain.seal(record));
         self.chain = Some(chain);
-        self.publish_head(now);
+        // A new chain shows its head at once; after that the tick keeps it
+        // current (off the per-request path), and a release writes it exact.
+        if started {
+            self.publish_head(now);
+        }
         out
     }
 
@@ -162,8 +168,12 @@ impl AuditWriter {
     /// VM, or in this one if Envoy keeps it for the next configuration —
     /// links to its head at once (when the plugin shuts down).
     pub fn release(&mut self) {
+        let head = self.head();
         if let Some(n) = self.slot.take() {
-            self.update_slot(n, |slot| slot.lease_until = 0);
+            self.update_slot(n, |slot| {
+                slot.head = head.clone();
+                slot.lease_until = 0;
+            });
         }
         self.chain = None;
         self.last_signed = None;
