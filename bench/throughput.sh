@@ -20,7 +20,8 @@ WORK=$(mktemp -d)
 trap 'kill $ENVOY_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 # BENCH_POLICY=path.rego swaps the reference policy (decision data.envoy.authz.allow).
-CONFIG=$(BENCH_POLICY=${BENCH_POLICY:-policies/customer_data.rego} python3 - <<'PY'
+# BENCH_AUDIT='{"sample_allows": 0}' sets the config's `audit` section (default: none).
+CONFIG=$(BENCH_POLICY=${BENCH_POLICY:-policies/customer_data.rego} BENCH_AUDIT=${BENCH_AUDIT:-} python3 - <<'PY'
 import json, os, pathlib
 repo = pathlib.Path(".")
 print(json.dumps({
@@ -30,7 +31,8 @@ print(json.dumps({
     "jwks": json.loads((repo / "envoy/test-keys/jwks.json").read_text()),
     "max_lifetime_seconds": 3600}],
   "policy": {"modules": {"policy.rego": pathlib.Path(os.environ["BENCH_POLICY"]).read_text()},
-             "decision": "data.envoy.authz.allow"}}))
+             "decision": "data.envoy.authz.allow"},
+  **({"audit": json.loads(os.environ["BENCH_AUDIT"])} if os.environ["BENCH_AUDIT"] else {})}))
 PY
 )
 python3 - "$WORK" "$CONFIG" "$PWD/target/wasm32-wasip1/release/palisade_filter.wasm" <<'PY'

@@ -7,6 +7,7 @@
 //! cookie values, or secret query values.
 
 use crate::host::{Host, LogLevel};
+use palisade_core::audit::chain::Sealed;
 use palisade_core::audit::config::AuditConfig;
 use palisade_core::audit::outbox::{gzip_json, Endpoint, Outbox};
 use palisade_core::audit::record::Facts;
@@ -112,15 +113,16 @@ pub fn refusal_facts(
 }
 
 /// Writes the record for `facts` if it must be recorded.
-pub fn write(host: &impl Host, trail: &Trail, facts: &Facts, config: &AuditConfig, now: Duration) {
+pub fn write(host: &impl Host, trail: &Trail, facts: Facts, config: &AuditConfig, now: Duration) {
     if facts.must_record(config) {
+        let timestamp = facts.timestamp.clone();
         seal(
             host,
             trail,
-            facts.to_record(config),
+            facts.into_record(config),
             config,
             now,
-            &facts.timestamp,
+            &timestamp,
         );
     }
 }
@@ -212,7 +214,7 @@ fn raise(
         seal(host, trail, record, config, now, &timestamp);
     }
     if config.alerts.is_some() {
-        queue(host, &trail.alerts, event, "alert");
+        queue(host, &trail.alerts, event.to_string(), "alert");
     }
 }
 
@@ -254,20 +256,18 @@ fn seal(
 }
 
 /// Logs sealed records and queues them for the collector.
-fn emit(host: &impl Host, trail: &Trail, sealed: Vec<Value>, config: &AuditConfig) {
+fn emit(host: &impl Host, trail: &Trail, sealed: Vec<Sealed>, config: &AuditConfig) {
     crate::metrics::audited(host, sealed.len() as u64);
     for record in sealed {
         // The canonical bytes, exactly what the hash covers (plus `hash`).
-        let text =
-            String::from_utf8(palisade_core::audit::canonical::to_vec(&record)).unwrap_or_default();
-        host.log(LogLevel::Audit, &format!("{PREFIX}{text}"));
+        host.log(LogLevel::Audit, &format!("{PREFIX}{}", record.line));
         if config.collector.is_some() {
-            queue(host, &trail.collector, record, "audit record");
+            queue(host, &trail.collector, record.line, "audit record");
         }
     }
 }
 
-fn queue(host: &impl Host, outbox: &RefCell<Outbox>, record: Value, what: &str) {
+fn queue(host: &impl Host, outbox: &RefCell<Outbox>, record: String, what: &str) {
     let queued = outbox.try_borrow_mut().map(|mut o| o.push(record));
     if !matches!(queued, Ok(true)) {
         host.count("palisade.audit_dropped", 1);
@@ -309,11 +309,7 @@ fn send(host: &impl Host, outbox: &RefCell<Outbox>, endpoint: &Endpoint, batched
         (gzip_json(&batch), Some("gzip"))
     } else {
         (
-            batch
-                .first()
-                .map(Value::to_string)
-                .unwrap_or_default()
-                .into_bytes(),
+            batch.first().cloned().unwrap_or_default().into_bytes(),
             None,
         )
     };

@@ -184,7 +184,7 @@ impl Stream {
                 facts.http_status = Some(reply.status);
                 facts.latency_us = elapsed_us(host, now);
                 // Denials are recorded at once: the upstream never sees them.
-                audit_log::write(host, &self.trail, &facts, &loaded.config.audit, now);
+                audit_log::write(host, &self.trail, facts, &loaded.config.audit, now);
                 host.send_local_reply(&reply);
                 Flow::Stop
             }
@@ -373,8 +373,8 @@ impl Stream {
         facts.latency_us =
             u64::try_from(now.saturating_sub(self.started).as_micros()).unwrap_or(u64::MAX);
         match &self.loaded {
-            Some(loaded) => audit_log::write(host, &self.trail, &facts, &loaded.config.audit, now),
-            None => audit_log::write(host, &self.trail, &facts, &AuditConfig::defaults(), now),
+            Some(loaded) => audit_log::write(host, &self.trail, facts, &loaded.config.audit, now),
+            None => audit_log::write(host, &self.trail, facts, &AuditConfig::defaults(), now),
         }
     }
 
@@ -417,8 +417,8 @@ impl Stream {
         let facts = audit_log::refusal_facts(&id, now, request, reason, 503);
         metrics::refused(host, reason);
         match &self.loaded {
-            Some(loaded) => audit_log::write(host, &self.trail, &facts, &loaded.config.audit, now),
-            None => audit_log::write(host, &self.trail, &facts, &AuditConfig::defaults(), now),
+            Some(loaded) => audit_log::write(host, &self.trail, facts, &loaded.config.audit, now),
+            None => audit_log::write(host, &self.trail, facts, &AuditConfig::defaults(), now),
         }
         host.send_local_reply(&reply::unavailable(reason, &id));
         Flow::Stop

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Writes `value` canonically.
 pub fn to_vec(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(1024);
     write(value, &mut out);
     out
 }
@@ -18,17 +18,21 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
 fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
             out.push(b'{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
+            // serde_json keeps keys sorted unless built with
+            // `preserve_order`; sort only when they are not.
+            let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b);
+            if sorted {
+                for (i, (key, v)) in map.iter().enumerate() {
+                    member(i, key, v, out);
                 }
-                write_scalar(&Value::String(key.clone()), out);
-                out.push(b':');
-                if let Some(v) = map.get(key) {
-                    write(v, out);
+            } else {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                for (i, key) in keys.into_iter().enumerate() {
+                    if let Some(v) = map.get(key) {
+                        member(i, key, v, out);
+                    }
                 }
             }
             out.push(b'}');
@@ -43,15 +47,37 @@ fn write(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        scalar => write_scalar(scalar, out),
+        // Scalars write infallibly into a Vec; a failure would fail
+        // verification, never pass it.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
     }
 }
 
-fn write_scalar(value: &Value, out: &mut Vec<u8>) {
-    // Scalars serialize infallibly; an empty write would fail verification, not pass it.
-    if let Ok(bytes) = serde_json::to_vec(value) {
-        out.extend(bytes);
+/// A top-level object written canonically with one more member, `key`
+/// (absent from `map`) holding `extra`: the bytes of the same object after
+/// `map.insert(key, extra)`, without copying the map.
+pub fn to_vec_with(map: &serde_json::Map<String, Value>, key: &str, extra: &Value) -> Vec<u8> {
+    let mut members: Vec<(&str, &Value)> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    members.push((key, extra));
+    members.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(1024);
+    out.push(b'{');
+    for (i, (k, v)) in members.into_iter().enumerate() {
+        member(i, k, v, &mut out);
     }
+    out.push(b'}');
+    out
+}
+
+fn member(i: usize, key: &str, value: &Value, out: &mut Vec<u8>) {
+    if i > 0 {
+        out.push(b',');
+    }
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+    write(value, out);
 }
 
 #[cfg(test)]
@@ -66,6 +92,15 @@ mod tests {
             String::from_utf8(to_vec(&v)).unwrap(),
             r#"{"a":{"c":1.5,"z":[3,{"x":"é\n","y":null}]},"b":1}"#
         );
+    }
+
+    #[test]
+    fn adding_a_member_writes_what_inserting_it_would() {
+        let v = json!({"b": 1, "z": {"y": 2, "x": [1]}});
+        let with = to_vec_with(v.as_object().unwrap(), "hash", &json!("h"));
+        let mut inserted = v.clone();
+        inserted["hash"] = json!("h");
+        assert_eq!(with, to_vec(&inserted));
     }
 
     #[test]

@@ -94,19 +94,31 @@ impl Chain {
 
     /// Links `record` into the chain: adds `chain_id`, `seq`, `prev_hash`
     /// and `hash`, and moves the head.
-    pub fn seal(&mut self, mut record: Map<String, Value>) -> Value {
+    pub fn seal(&mut self, record: Map<String, Value>) -> Value {
+        self.seal_line(record).record
+    }
+
+    /// As [`Chain::seal`], also giving the record's canonical bytes (the
+    /// log line), written once for the hash and once with it.
+    pub fn seal_line(&mut self, mut record: Map<String, Value>) -> Sealed {
         record.insert("chain_id".into(), self.id.clone().into());
         record.insert("seq".into(), self.next_seq.into());
         record.insert("prev_hash".into(), self.prev_hash.clone().into());
         record.remove("hash");
-        let mut record = Value::Object(record);
-        let hash = hash_of(&record);
-        if let Some(obj) = record.as_object_mut() {
-            obj.insert("hash".into(), hash.clone().into());
-        }
+        let unhashed = Value::Object(record);
+        let hash = hex(&Sha256::digest(canonical::to_vec(&unhashed)));
+        let Value::Object(mut record) = unhashed else {
+            return Sealed::default();
+        };
+        let hash_value = Value::String(hash.clone());
+        let line = canonical::to_vec_with(&record, "hash", &hash_value);
+        record.insert("hash".into(), hash_value);
         self.prev_hash = hash;
         self.next_seq += 1;
-        record
+        Sealed {
+            record: Value::Object(record),
+            line: String::from_utf8(line).unwrap_or_default(),
+        }
     }
 
     /// The last sealed record's position, if any.
@@ -119,6 +131,17 @@ impl Chain {
     }
 }
 
+/// A sealed record, and its canonical bytes as the log line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sealed {
+    pub record: Value,
+    pub line: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The hash a record should carry: over its canonical bytes without `hash`.
 pub fn hash_of(record: &Value) -> String {
     let digest = match record {
@@ -129,7 +152,7 @@ pub fn hash_of(record: &Value) -> String {
         }
         other => Sha256::digest(canonical::to_vec(other)),
     };
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest)
 }
 
 #[cfg(test)]
@@ -153,6 +176,12 @@ mod tests {
         assert_eq!(a["prev_hash"], GENESIS);
         assert_eq!(b["prev_hash"], a["hash"]);
         assert_eq!(hash_of(&a), a["hash"].as_str().unwrap());
+        let line = Chain::new("c2").seal_line(rec(2));
+        assert_eq!(
+            line.line.as_bytes(),
+            canonical::to_vec(&line.record),
+            "the line is the record"
+        );
         let mut tampered = b.clone();
         tampered["decision"] = "deny".into();
         assert_ne!(hash_of(&tampered), b["hash"].as_str().unwrap());

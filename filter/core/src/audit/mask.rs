@@ -111,6 +111,10 @@ pub fn mask_result(result: &mut Value, config: &AuditConfig) -> Masked {
 /// Replaces every JWT-shaped run (`eyJ…​.…​.…`) inside strings under `value`
 /// with [`MASK`], noting where.
 fn scrub_jwts(value: &mut Value, at: &str, masked: &mut Vec<String>) {
+    // Most records hold none: look first, without allocating.
+    if !mentions_jwt(value) {
+        return;
+    }
     match value {
         Value::String(s) => {
             if let Some(clean) = without_jwts(s) {
@@ -129,6 +133,16 @@ fn scrub_jwts(value: &mut Value, at: &str, masked: &mut Vec<String>) {
             }
         }
         _ => {}
+    }
+}
+
+/// True if any string under `value` could hold a token.
+fn mentions_jwt(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("eyJ"),
+        Value::Array(items) => items.iter().any(mentions_jwt),
+        Value::Object(obj) => obj.values().any(mentions_jwt),
+        _ => false,
     }
 }
 

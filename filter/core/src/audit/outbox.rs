@@ -1,4 +1,4 @@
-//! Records waiting to be shipped over HTTP (to the audit collector, or as
+//! Records (JSON texts) waiting to be shipped over HTTP (to the audit collector, or as
 //! alerts to a webhook): a bounded queue per VM, one upload in flight at a
 //! time, and the health of the endpoint as the last upload left it.
 //!
@@ -7,7 +7,6 @@
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::Write;
 
@@ -27,10 +26,10 @@ pub struct Endpoint {
 /// Records waiting for an endpoint.
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<Value>,
+    queue: VecDeque<String>,
     cap: usize,
     dropped: u64,
-    in_flight: Option<(u32, Vec<Value>)>,
+    in_flight: Option<(u32, Vec<String>)>,
     /// Uploads failed in a row (0: the last one succeeded, or none yet).
     failures: u32,
     last_error: Option<String>,
@@ -50,7 +49,7 @@ impl Outbox {
     }
 
     /// Queues a record; false if the outbox was full and it was dropped.
-    pub fn push(&mut self, record: Value) -> bool {
+    pub fn push(&mut self, record: String) -> bool {
         if self.queue.len() >= self.cap {
             self.dropped += 1;
             return false;
@@ -74,7 +73,7 @@ impl Outbox {
     }
 
     /// The next batch to send, unless one is in flight or nothing waits.
-    pub fn next_batch(&mut self, max: usize) -> Option<Vec<Value>> {
+    pub fn next_batch(&mut self, max: usize) -> Option<Vec<String>> {
         if self.in_flight.is_some() || self.queue.is_empty() {
             return None;
         }
@@ -83,12 +82,12 @@ impl Outbox {
     }
 
     /// `batch` went out as call `token`.
-    pub fn sent(&mut self, token: u32, batch: Vec<Value>) {
+    pub fn sent(&mut self, token: u32, batch: Vec<String>) {
         self.in_flight = Some((token, batch));
     }
 
     /// `batch` could not even be dispatched: it goes back to the front.
-    pub fn not_sent(&mut self, batch: Vec<Value>, why: &str) {
+    pub fn not_sent(&mut self, batch: Vec<String>, why: &str) {
         self.requeue(batch);
         self.failed(why);
     }
@@ -126,7 +125,7 @@ impl Outbox {
         self.last_error.as_deref()
     }
 
-    fn requeue(&mut self, batch: Vec<Value>) {
+    fn requeue(&mut self, batch: Vec<String>) {
         for record in batch.into_iter().rev() {
             self.queue.push_front(record);
         }
@@ -143,10 +142,10 @@ impl Outbox {
     }
 }
 
-/// A batch as OPA's decision-log upload API carries it: a JSON array,
-/// gzip-compressed (sent with `content-encoding: gzip`).
-pub fn gzip_json(batch: &[Value]) -> Vec<u8> {
-    let json = Value::Array(batch.to_vec()).to_string();
+/// A batch of records (each a JSON text) as OPA's decision-log upload API
+/// carries it: a JSON array, gzip-compressed (`content-encoding: gzip`).
+pub fn gzip_json(batch: &[String]) -> Vec<u8> {
+    let json = format!("[{}]", batch.join(","));
     let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4 + 64), Compression::fast());
     // Writing to a Vec cannot fail.
     let _ = gz.write_all(json.as_bytes());
@@ -164,7 +163,7 @@ mod tests {
     fn batches_go_one_at_a_time_and_come_back_on_failure() {
         let mut o = Outbox::new(10);
         for i in 0..5 {
-            assert!(o.push(json!({"seq": i})));
+            assert!(o.push(json!({"seq": i}).to_string()));
         }
         let batch = o.next_batch(3).unwrap();
         assert_eq!(batch.len(), 3);
@@ -175,7 +174,7 @@ mod tests {
         assert!(!o.healthy());
         assert_eq!(o.last_error(), Some("status 503"));
         let again = o.next_batch(10).unwrap();
-        assert_eq!(again[0]["seq"], 0, "the failed batch first, in order");
+        assert_eq!(again[0], r#"{"seq":0}"#, "the failed batch first, in order");
         assert_eq!(again.len(), 5);
         o.sent(9, again);
         assert!(o.answered(9, Some(204)));
@@ -185,11 +184,11 @@ mod tests {
     #[test]
     fn a_full_outbox_counts_what_it_drops() {
         let mut o = Outbox::new(2);
-        assert!(o.push(json!(1)) && o.push(json!(2)));
-        assert!(!o.push(json!(3)));
+        assert!(o.push("1".into()) && o.push("2".into()));
+        assert!(!o.push("3".into()));
         assert_eq!(o.dropped(), 1);
         let b = o.next_batch(2).unwrap();
-        o.push(json!(4));
+        o.push("4".into());
         o.not_sent(b, "dispatch refused");
         assert_eq!(o.len(), 2);
         assert_eq!(o.dropped(), 2, "the newest went when the batch came back");
@@ -197,10 +196,13 @@ mod tests {
 
     #[test]
     fn uploads_are_gzipped_json_arrays() {
-        let body = gzip_json(&[json!({"decision_id": "a"}), json!({"decision_id": "b"})]);
+        let body = gzip_json(&[
+            json!({"decision_id": "a"}).to_string(),
+            json!({"decision_id": "b"}).to_string(),
+        ]);
         let mut text = String::new();
         GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
-        let back: Value = serde_json::from_str(&text).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back[1]["decision_id"], "b");
     }
 }

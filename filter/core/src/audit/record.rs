@@ -51,16 +51,22 @@ impl Facts {
 
     /// The record, before it is sealed into the chain.
     pub fn to_record(&self, config: &AuditConfig) -> Map<String, Value> {
+        self.clone().into_record(config)
+    }
+
+    /// As [`Facts::to_record`], taking the facts (no copy of the input).
+    pub fn into_record(self, config: &AuditConfig) -> Map<String, Value> {
         let route = match (&self.method, &self.path) {
             (Some(m), Some(p)) => config.personal_route(m, p),
             _ => None,
         };
-        let mut input = self.input.clone();
+        let personal_category = self.policy_category().map(str::to_owned);
+        let mut input = self.input;
         let mut masked = input
             .as_mut()
             .map(|i| mask_input(i, config))
             .unwrap_or_default();
-        let mut result = self.result.clone();
+        let mut result = self.result;
         if let Some(r) = result.as_mut() {
             let m = mask_result(r, config);
             masked.erased.extend(m.erased);
@@ -98,8 +104,8 @@ impl Facts {
             "method": self.method,
             "request_path": request_path,
             "route": route.map(|r| r.path_prefix.as_str()),
-            "category": route.map(|r| r.category.as_str()).or(self.policy_category()),
-            "personal_data": route.is_some() || self.policy_category().is_some(),
+            "category": route.map(|r| r.category.clone()).or(personal_category.clone()),
+            "personal_data": route.is_some() || personal_category.is_some(),
             "policy_revision": self.policy_revision,
             "latency_us": self.latency_us,
         });

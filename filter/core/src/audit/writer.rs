@@ -9,7 +9,7 @@
 //! the trail goes on from where the old chain stopped, and a verifier can
 //! tell a chain that ended from one whose tail was cut.
 
-use super::chain::{Chain, Head};
+use super::chain::{Chain, Head, Sealed};
 use crate::ratelimit::store::{create_if_absent, SharedStore};
 use serde_json::{json, Map, Value};
 use std::rc::Rc;
@@ -100,7 +100,7 @@ impl AuditWriter {
         record: Map<String, Value>,
         now: Duration,
         timestamp: &str,
-    ) -> Vec<Value> {
+    ) -> Vec<Sealed> {
         let mut out = Vec::with_capacity(2);
         let started = self.chain.is_none();
         let chain = match self.chain.take() {
@@ -114,7 +114,7 @@ impl AuditWriter {
                     (Some(_), Some(_)) => "a new chain follows the last known head",
                     (Some(_), None) => "a new chain, first in its slot",
                 };
-                out.push(chain.seal(chain.reset_record(previous.as_ref(), timestamp, reason)));
+                out.push(chain.seal_line(chain.reset_record(previous.as_ref(), timestamp, reason)));
                 chain
             }
         };
@@ -124,7 +124,7 @@ impl AuditWriter {
         if let Some(Value::Object(labels)) = record.get_mut("labels") {
             labels.insert("id".into(), chain.id().into());
         }
-        out.push(chain.seal(record));
+        out.push(chain.seal_line(record));
         self.chain = Some(chain);
         // A new chain shows its head at once; after that the tick keeps it
         // current (off the per-request path), and a release writes it exact.
@@ -141,7 +141,7 @@ impl AuditWriter {
         signing: &super::sign::Signing,
         now: Duration,
         timestamp: &str,
-    ) -> Vec<Value> {
+    ) -> Vec<Sealed> {
         let Some(head) = self.head() else {
             return Vec::new();
         };
@@ -152,7 +152,7 @@ impl AuditWriter {
         let Some(chain) = self.chain.as_mut().filter(|_| due) else {
             return Vec::new();
         };
-        let sealed = chain.seal(signing.checkpoint(&head, timestamp));
+        let sealed = chain.seal_line(signing.checkpoint(&head, timestamp));
         // The checkpoint is itself the newest record: signing again needs more.
         self.last_signed = chain.head().map(|h| (h.seq, now));
         self.publish_head(now);
@@ -283,13 +283,13 @@ mod tests {
         let mut w = AuditWriter::new(store);
         let first = w.write(rec(0), T, "t");
         assert_eq!(first.len(), 2);
-        assert_eq!(first[0]["event"], "chain_reset");
-        assert_eq!(first[0]["previous"], Value::Null);
-        assert_eq!(first[0]["prev_hash"], GENESIS);
-        assert_eq!(first[1]["prev_hash"], first[0]["hash"]);
+        assert_eq!(first[0].record["event"], "chain_reset");
+        assert_eq!(first[0].record["previous"], Value::Null);
+        assert_eq!(first[0].record["prev_hash"], GENESIS);
+        assert_eq!(first[1].record["prev_hash"], first[0].record["hash"]);
         let second = w.write(rec(1), T, "t");
         assert_eq!(second.len(), 1);
-        assert_eq!(second[0]["seq"], 2);
+        assert_eq!(second[0].record["seq"], 2);
     }
 
     #[test]
@@ -301,11 +301,14 @@ mod tests {
         let head = old.head().unwrap();
         // A second VM running meanwhile takes its own slot.
         let mut other = AuditWriter::new(store.clone());
-        assert_eq!(other.write(rec(0), T, "t")[0]["previous"], Value::Null);
+        assert_eq!(
+            other.write(rec(0), T, "t")[0].record["previous"],
+            Value::Null
+        );
         old.release();
         let mut new = AuditWriter::new(store.clone());
         let records = new.write(rec(2), T + Duration::from_secs(1), "t");
-        assert_eq!(Head::from_json(&records[0]["previous"]), Some(head));
+        assert_eq!(Head::from_json(&records[0].record["previous"]), Some(head));
         assert_ne!(new.chain_id(), old.chain_id());
     }
 
@@ -317,8 +320,11 @@ mod tests {
         let old = w.head().unwrap();
         w.release();
         let records = w.write(rec(1), T, "t");
-        assert_eq!(records[0]["event"], "chain_reset");
-        assert_eq!(Head::from_json(&records[0]["previous"]), Some(old.clone()));
+        assert_eq!(records[0].record["event"], "chain_reset");
+        assert_eq!(
+            Head::from_json(&records[0].record["previous"]),
+            Some(old.clone())
+        );
         assert_ne!(w.chain_id(), Some(old.chain_id.as_str()));
     }
 
@@ -333,8 +339,8 @@ mod tests {
         );
         w.write(rec(0), T, "t");
         let first = w.checkpoint(&signing, T, "t");
-        assert_eq!(first[0]["event"], "chain_head");
-        assert_eq!(first[0]["signed"]["seq"], 1);
+        assert_eq!(first[0].record["event"], "chain_head");
+        assert_eq!(first[0].record["signed"]["seq"], 1);
         assert!(
             w.checkpoint(&signing, T + Duration::from_secs(120), "t")
                 .is_empty(),
@@ -347,7 +353,7 @@ mod tests {
             "too soon"
         );
         let second = w.checkpoint(&signing, T + Duration::from_secs(61), "t");
-        assert_eq!(second[0]["signed"]["seq"], 3);
+        assert_eq!(second[0].record["signed"]["seq"], 3);
     }
 
     #[test]
@@ -359,12 +365,12 @@ mod tests {
         std::mem::forget(dead); // no release: the VM crashed
         let mut early = AuditWriter::new(store.clone());
         assert_eq!(
-            early.write(rec(0), T + Duration::from_secs(5), "t")[0]["previous"],
+            early.write(rec(0), T + Duration::from_secs(5), "t")[0].record["previous"],
             Value::Null
         );
         let mut late = AuditWriter::new(store.clone());
         let records = late.write(rec(0), T + LEASE + Duration::from_secs(1), "t");
-        assert_eq!(Head::from_json(&records[0]["previous"]), Some(head));
+        assert_eq!(Head::from_json(&records[0].record["previous"]), Some(head));
     }
 
     #[test]
@@ -378,7 +384,7 @@ mod tests {
         let mut other = AuditWriter::new(store.clone());
         let r = other.write(rec(0), T + Duration::from_secs(100), "t");
         assert_eq!(
-            r[0]["previous"],
+            r[0].record["previous"],
             Value::Null,
             "the live chain's slot was not taken"
         );
