@@ -218,6 +218,17 @@ fn raise(
     }
 }
 
+/// The plugin is going away: signs the chain's tail (when signing is
+/// configured), ends the chain and gives its slot up.
+pub fn release(host: &impl Host, trail: &Trail, config: &AuditConfig, now: Duration) {
+    let Ok(mut writer) = trail.writer.try_borrow_mut() else {
+        return;
+    };
+    let sealed = writer.release(config.signing.as_ref(), &rfc3339(now));
+    drop(writer);
+    emit(host, trail, sealed, config);
+}
+
 /// On the tick: a signed head, when one is due (see `audit.signing`).
 pub fn checkpoint(
     host: &impl Host,

@@ -156,6 +156,13 @@ impl Stream {
                 .decide_timed(&request, now, &mut cache, &loaded.limits, &|| host.now())
         };
         metrics::decided(host, &evaluation);
+        // A policy can mark personal data too (`data_category` in its result):
+        // not served either while its access cannot be shipped.
+        if evaluation.data_category().is_some()
+            && audit_log::collector_down(&self.trail, &loaded.config.audit)
+        {
+            return self.refuse(host, &request, now, "audit_unavailable");
+        }
         let id = decision_id(&request, now, Some(&loaded));
         let mut facts = audit_log::facts(&id, now, &request, &evaluation, &loaded.config);
         self.decision_id = id.clone();

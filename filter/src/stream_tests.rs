@@ -400,3 +400,36 @@ fn an_optional_collector_down_closes_nothing() {
     let read = MockHost::get("/api/v1/customers/1", &[("authorization", &auth)], NOW);
     assert_eq!(run_with(Some(l), trail, &read), Flow::Continue);
 }
+
+#[test]
+fn data_a_policy_marks_personal_is_closed_too_while_a_required_collector_is_down() {
+    let config = json!({
+        "policy": {"modules": {"p.rego": "package envoy.authz\nimport rego.v1\nallow := {\"allowed\": true, \"data_category\": \"hr\"} if input.parsed_path == [\"people\"]\nallow := true if input.parsed_path == [\"health\"]\n"},
+                   "decision": "data.envoy.authz.allow"},
+        "audit": {"collector": {"cluster": "collector", "required": true}}
+    });
+    let l = Rc::new(Loaded::new(
+        Config::from_json(config.to_string().as_bytes()).unwrap(),
+        Rc::new(palisade_core::ratelimit::store::MemoryStore::default()),
+    ));
+    let trail = writer();
+    run_with(
+        Some(l.clone()),
+        trail.clone(),
+        &MockHost::get("/health", &[], NOW),
+    );
+    let root = MockHost::get("/", &[], NOW);
+    audit_tick(&trail, Some(&l), &root);
+    root.call_status.set(Some(500));
+    audit_log::answered(&root, &trail, 1);
+    let people = MockHost::get("/people", &[], NOW);
+    assert_eq!(
+        run_with(Some(l.clone()), trail.clone(), &people),
+        Flow::Stop
+    );
+    assert_eq!(people.decision_lines()[0]["reason"], "audit_unavailable");
+    assert_eq!(
+        run_with(Some(l), trail, &MockHost::get("/health", &[], NOW)),
+        Flow::Continue
+    );
+}

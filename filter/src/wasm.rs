@@ -7,6 +7,7 @@
 use crate::audit_log::Trail;
 use crate::host::{Flow, Host, LocalReply, LogLevel};
 use crate::stream::{Loaded, Stream};
+use palisade_core::audit::config::AuditConfig;
 use palisade_core::config::Config;
 use palisade_core::ratelimit::store::{CasMismatch, SharedStore};
 use proxy_wasm::hostcalls;
@@ -200,8 +201,11 @@ impl Context for PalisadeRoot {
     /// The plugin is going away (a reload, or shutdown): gives the audit
     /// chain's slot up so the next chain links to it at once.
     fn on_done(&mut self) -> bool {
-        if let Ok(mut writer) = trail().writer.try_borrow_mut() {
-            writer.release();
+        let host = ProxyWasmHost;
+        let now = host.now().unwrap_or_default();
+        match &self.loaded {
+            Some(l) => crate::audit_log::release(&host, &trail(), &l.config.audit, now),
+            None => crate::audit_log::release(&host, &trail(), &AuditConfig::defaults(), now),
         }
         true
     }

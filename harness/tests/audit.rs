@@ -149,25 +149,24 @@ fn signed_heads_let_a_verifier_with_only_the_public_key_vouch_for_the_chain() {
     clock.advance(Duration::from_secs(2));
     vm.tick().unwrap();
     records(&mut vm, 2);
-    let lines: Vec<String> = vm
-        .logs()
-        .iter()
-        .filter(|l| l.message.starts_with(palisade_filter::audit_log::PREFIX))
-        .map(|l| {
-            format!(
-                "[info][wasm] wasm log palisade palisade palisade: {}",
-                l.message
-            )
-        })
-        .collect();
-    assert!(
-        lines.iter().any(|l| l.contains("\"event\":\"chain_head\"")),
-        "a signed head was written"
-    );
     let dir = std::env::temp_dir().join(format!("palisade-audit-sign-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("signed.log");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let save = |vm: &Vm| {
+        let lines: Vec<String> = vm
+            .logs()
+            .iter()
+            .filter(|l| l.message.starts_with(palisade_filter::audit_log::PREFIX))
+            .map(|l| {
+                format!(
+                    "[info][wasm] wasm log palisade palisade palisade: {}",
+                    l.message
+                )
+            })
+            .collect();
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        lines
+    };
     let verify = |key: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(["audit", "verify", "--public-key", key])
@@ -179,9 +178,24 @@ fn signed_heads_let_a_verifier_with_only_the_public_key_vouch_for_the_chain() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
+    let lines = save(&vm);
+    assert!(
+        lines.iter().any(|l| l.contains("\"event\":\"chain_head\"")),
+        "a signed head was written"
+    );
+    // While the chain runs, its newest records are not signed yet: said so.
+    let (code, out) = verify(&public);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("unsigned_tail") && out.contains("seqs 5..=6"),
+        "{out}"
+    );
+    // Shutting the plugin down signs the tail: all of it is vouched for.
+    vm.shutdown().unwrap();
+    save(&vm);
     let (code, out) = verify(&public);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("signed through 3"), "{out}");
+    assert!(out.contains("signed through 6"), "{out}");
     let other = palisade_core::audit::sign::Signing::new([8; 32], None, Duration::from_secs(1))
         .public_key();
     let (code, out) = verify(&other);

@@ -84,6 +84,15 @@ impl Evaluation {
         }
     }
 
+    /// The data category the policy's result names (`data_category`), if
+    /// any: the policy marks the request as touching personal data.
+    pub fn data_category(&self) -> Option<String> {
+        match self.result.as_ref().map(|r| &r["data_category"]) {
+            Some(regorus::Value::String(s)) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+
     /// The `sub` of the verified token, if any.
     pub fn subject(&self) -> Option<&str> {
         self.token.as_deref().and_then(VerifiedToken::subject)

@@ -26,11 +26,12 @@ pub struct VerifyArgs {
     /// reported as a truncated tail. Repeatable.
     #[arg(long = "head", value_name = "CHAIN:SEQ:HASH")]
     heads: Vec<String>,
-    /// The Ed25519 public key of `audit.signing` (32 bytes, base64, or a
-    /// file holding that): every chain must carry a signed head, and every
-    /// signed head must verify and match its record.
+    /// An Ed25519 public key of `audit.signing` (32 bytes, base64, or a
+    /// file holding that); repeat it across a key rotation. Every chain must
+    /// carry a signed head that verifies and matches its record, and records
+    /// after a chain's newest signed head are reported.
     #[arg(long = "public-key", value_name = "KEY")]
-    public_key: Option<String>,
+    public_keys: Vec<String>,
 }
 
 pub fn run(command: Command) -> Result<ExitCode, String> {
@@ -40,16 +41,14 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
         .iter()
         .map(|h| Head::parse(h).ok_or_else(|| format!("--head {h}: expected CHAIN:SEQ:HASH")))
         .collect::<Result<Vec<_>, _>>()?;
-    let public_key = match &args.public_key {
-        None => None,
-        Some(k) => {
-            let text = match std::fs::read_to_string(k) {
-                Ok(file) => file,
-                Err(_) => k.clone(),
-            };
-            Some(key_bytes(&text).map_err(|e| format!("--public-key: {e}"))?)
-        }
-    };
+    let public_keys = args
+        .public_keys
+        .iter()
+        .map(|k| {
+            let text = std::fs::read_to_string(k).unwrap_or_else(|_| k.clone());
+            key_bytes(&text).map_err(|e| format!("--public-key: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut texts = Vec::new();
     for file in &args.files {
         let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -67,7 +66,7 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
             complete: ends_complete || i + 1 < count,
         })
     });
-    let report = verify(lines, PREFIX, &heads, public_key.as_ref());
+    let report = verify(lines, PREFIX, &heads, &public_keys);
     for f in &report.findings {
         println!("{}: {}: {}", f.position, f.kind, f.message);
     }

@@ -445,7 +445,7 @@ impl Vm {
 
     /// Shuts the VM down as Envoy does when a plugin is removed or reloaded:
     /// the root context's `proxy_on_done`, then `proxy_on_delete`.
-    pub fn shutdown(mut self) -> Result<(), String> {
+    pub fn shutdown(&mut self) -> Result<(), String> {
         if let Some(done) = &self.entry.done {
             done.call(&mut self.store, ROOT_CONTEXT)
                 .map_err(|e| format!("{e:?}"))?;

@@ -17,7 +17,8 @@ pub const ALWAYS_ERASED_HEADERS: [&str; 5] = [
 ];
 
 /// Query parameters whose values are masked unless the config says more.
-pub const DEFAULT_SECRET_PARAMS: [&str; 14] = [
+pub const DEFAULT_SECRET_PARAMS: [&str; 15] = [
+    "code",
     "access_token",
     "id_token",
     "refresh_token",
@@ -240,9 +241,9 @@ impl AuditConfig {
             secret_params.insert(p.to_ascii_lowercase());
         }
         for (i, p) in raw.mask.paths.iter().enumerate() {
-            if !p.starts_with("/input/") {
+            if !(p.starts_with("/input/") || p.starts_with("/result/")) {
                 return Err(format!(
-                    "audit.mask.paths[{i}]: `{p}` must be a JSON pointer under /input/"
+                    "audit.mask.paths[{i}]: `{p}` must be a JSON pointer under /input/ or /result/"
                 ));
             }
         }

@@ -97,6 +97,24 @@ pub fn mask_input(input: &mut Value, config: &AuditConfig) -> Masked {
 /// erased, and token-shaped strings masked (a policy may echo a header).
 pub fn mask_result(result: &mut Value, config: &AuditConfig) -> Masked {
     let mut out = Masked::default();
+    // Headers a policy sets (OPA-Envoy's result fields) may carry
+    // credentials for the upstream.
+    for field in [
+        "headers",
+        "request_headers_to_add",
+        "response_headers_to_add",
+    ] {
+        if let Some(map) = result.get_mut(field).and_then(Value::as_object_mut) {
+            let names: Vec<String> = map.keys().cloned().collect();
+            for name in names {
+                if secret_header(&name, config) {
+                    map.remove(&name);
+                    out.erased
+                        .push(format!("/result/{field}/{}", escape(&name)));
+                }
+            }
+        }
+    }
     for pointer in &config.erased_paths {
         if let Some(rel) = pointer.strip_prefix("/result") {
             if remove_pointer(result, rel) {
@@ -198,12 +216,33 @@ pub fn mask_query(path: &str, config: &AuditConfig) -> Option<String> {
     changed.then(|| format!("{base}?{}", parts.join("&")))
 }
 
+/// Query parameter names holding any of these are secret too
+/// (`X-Amz-Security-Token`, `X-Amz-Signature`, `auth_token`, ...).
+pub const SECRET_PARAM_WORDS: [&str; 11] = [
+    "token",
+    "secret",
+    "passw",
+    "signature",
+    "credential",
+    "assertion",
+    "apikey",
+    "api_key",
+    "access_key",
+    "private_key",
+    "session",
+];
+
 /// A parameter name is secret if its decoded, lowercased form is listed
-/// (`%74oken`, `TOKEN`, `token[]` and `token.x` are `token`).
+/// (`%74oken`, `TOKEN`, `token[]` and `token.x` are `token`), or holds one
+/// of [`SECRET_PARAM_WORDS`].
 fn is_secret(name: &str, config: &AuditConfig) -> bool {
     let decoded = crate::input::percent_decode(name, true).unwrap_or_else(|| name.to_owned());
-    let base = decoded.split(['[', '.']).next().unwrap_or_default();
-    config.secret_params.contains(&base.to_ascii_lowercase())
+    let base = decoded
+        .split(['[', '.'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    config.secret_params.contains(&base) || SECRET_PARAM_WORDS.iter().any(|w| base.contains(w))
 }
 
 /// RFC 6901 escaping of one pointer step.
@@ -300,10 +339,17 @@ mod tests {
         assert!(m
             .masked
             .contains(&"/input/attributes/request/http/headers/x-note".to_owned()));
-        let mut result = json!({"allowed": true, "headers": {"x-echo": jwt}});
+        let mut result = json!({"allowed": true, "headers": {"x-echo": jwt, "authorization": "Basic dXNlcjpwdw==", "x-role": "reader"}});
         let r = mask_result(&mut result, &config());
         assert_eq!(result["headers"]["x-echo"], "REDACTED");
         assert_eq!(r.masked, ["/result/headers/x-echo"]);
+        assert_eq!(r.erased, ["/result/headers/authorization"]);
+        assert_eq!(result["headers"]["x-role"], "reader");
+        let aws = "/s3/x?X-Amz-Credential=AKIA&X-Amz-Signature=abc&X-Amz-Security-Token=t&code=oauth&page=1";
+        assert_eq!(
+            mask_query(aws, &config()).unwrap(),
+            "/s3/x?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED&code=REDACTED&page=1"
+        );
         assert_eq!(without_jwts("eyJ not a token"), None);
     }
 

@@ -24,7 +24,8 @@ impl DenialSpikes {
             count,
             period_seconds,
             // The entry's strike window counts denials.
-            table: Table::new("audit-denials", MAX_IDENTITIES, 1, period_seconds),
+            // ':' is not allowed in rule names: these keys are nobody else's.
+            table: Table::new("audit:denials", MAX_IDENTITIES, 1, period_seconds),
         }
     }
 

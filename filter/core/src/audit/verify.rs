@@ -48,6 +48,8 @@ struct Rec {
     seq: u64,
     prev: String,
     stored_hash: String,
+    /// A `chain_head` whose signature verified.
+    checkpoint: bool,
 }
 
 /// One input line: its position, its text, and whether it ended with a
@@ -77,7 +79,7 @@ pub fn verify<'a>(
     lines: impl IntoIterator<Item = Line<'a>>,
     prefix: &str,
     heads: &[Head],
-    public_key: Option<&[u8; 32]>,
+    public_keys: &[[u8; 32]],
 ) -> Report {
     let mut report = Report::default();
     let mut chains: BTreeMap<String, Vec<Rec>> = BTreeMap::new();
@@ -139,11 +141,15 @@ pub fn verify<'a>(
                 ),
             ));
         }
-        if let (Some(key), Some("chain_head")) =
-            (public_key, record.get("event").and_then(Value::as_str))
+        let mut checkpoint = false;
+        if !public_keys.is_empty()
+            && record.get("event").and_then(Value::as_str) == Some("chain_head")
         {
-            match super::sign::verify_checkpoint(&record, key) {
-                Ok(head) => vouched.push((head, line.position.clone())),
+            match super::sign::verify_checkpoint_any(&record, public_keys) {
+                Ok(head) => {
+                    checkpoint = true;
+                    vouched.push((head, line.position.clone()));
+                }
                 Err(why) => report.findings.push(finding(
                     "bad_signature",
                     format!("chain {chain} seq {seq}: signed head rejected: {why}"),
@@ -161,6 +167,7 @@ pub fn verify<'a>(
             seq,
             prev,
             stored_hash,
+            checkpoint,
         });
     }
     for (chain, recs) in &chains {
@@ -179,7 +186,7 @@ pub fn verify<'a>(
     }
     // With a public key, every chain needs a signed head, and each signed
     // head must match the record it names.
-    if public_key.is_some() {
+    if !public_keys.is_empty() {
         for (head, position) in &vouched {
             let matches = chains.get(&head.chain_id).is_some_and(|recs| {
                 recs.iter()
@@ -203,7 +210,7 @@ pub fn verify<'a>(
             }
         }
         for (chain, recs) in &chains {
-            if !report.signed.contains_key(chain) {
+            let Some(&through) = report.signed.get(chain) else {
                 if let Some(first) = recs.first() {
                     report.findings.push(Finding {
                         position: first.position.clone(),
@@ -211,6 +218,23 @@ pub fn verify<'a>(
                         message: format!("chain {chain}: no valid signed head vouches for it"),
                     });
                 }
+                continue;
+            };
+            // Records after the newest signed head are not vouched for: an
+            // attacker could have rewritten them and dropped later heads.
+            let tail: Vec<&Rec> = recs
+                .iter()
+                .filter(|r| r.seq > through && !r.checkpoint)
+                .collect();
+            if let (Some(first), Some(last)) = (tail.first(), tail.iter().map(|r| r.seq).max()) {
+                report.findings.push(Finding {
+                    position: first.position.clone(),
+                    kind: "unsigned_tail",
+                    message: format!(
+                        "chain {chain}: seqs {}..={last} come after the newest signed head (seq {through}) and are not vouched for",
+                        first.seq
+                    ),
+                });
             }
         }
     }

@@ -27,7 +27,7 @@ fn check(lines: &[String], complete_last: bool, heads: &[Head]) -> Report {
         }),
         PREFIX,
         heads,
-        None,
+        &[],
     )
 }
 
@@ -295,7 +295,7 @@ fn with_the_public_key_a_rewritten_log_fails_and_an_untouched_one_is_vouched_for
             }),
             PREFIX,
             &[],
-            Some(&public),
+            &[public],
         )
     };
     let ok = run(&write(false));
@@ -312,4 +312,19 @@ fn with_the_public_key_a_rewritten_log_fails_and_an_untouched_one_is_vouched_for
     // A log with no signed head at all is not vouched for.
     let unsigned = run(&write(false)[..3]);
     assert_eq!(unsigned.findings[0].kind, "unsigned");
+    // Records after the newest signed head are reported: dropping later
+    // heads and rewriting what follows must not pass.
+    let mut grown = write(false);
+    let extra = json!({"decision_id": "late", "chain_id": "c1", "seq": 4, "prev_hash": "x"});
+    let mut extra = extra;
+    extra["hash"] = hash_of(&extra).into();
+    grown.push(format!("{PREFIX}{}", canon(&extra)));
+    let tail = run(&grown);
+    assert!(
+        tail.findings
+            .iter()
+            .any(|f| f.kind == "unsigned_tail" && f.position == "a.log:5"),
+        "{:?}",
+        tail.findings
+    );
 }

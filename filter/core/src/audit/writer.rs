@@ -167,7 +167,21 @@ impl AuditWriter {
     /// Ends this chain and gives its slot up, so the next chain — in a new
     /// VM, or in this one if Envoy keeps it for the next configuration —
     /// links to its head at once (when the plugin shuts down).
-    pub fn release(&mut self) {
+    /// With `signing`, the chain's last records are signed first (a final
+    /// `chain_head`, whatever the interval), so no tail is left unvouched.
+    /// Returns that record, if any.
+    pub fn release(
+        &mut self,
+        signing: Option<&super::sign::Signing>,
+        timestamp: &str,
+    ) -> Vec<Sealed> {
+        let mut out = Vec::new();
+        if let (Some(signing), Some(head)) = (signing, self.head()) {
+            let signed = self.last_signed.is_some_and(|(seq, _)| seq == head.seq);
+            if let (false, Some(chain)) = (signed, self.chain.as_mut()) {
+                out.push(chain.seal_line(signing.checkpoint(&head, timestamp)));
+            }
+        }
         let head = self.head();
         if let Some(n) = self.slot.take() {
             self.update_slot(n, |slot| {
@@ -177,6 +191,7 @@ impl AuditWriter {
         }
         self.chain = None;
         self.last_signed = None;
+        out
     }
 
     /// A chain id no other chain of this Envoy has: the time it started and
@@ -305,7 +320,7 @@ mod tests {
             other.write(rec(0), T, "t")[0].record["previous"],
             Value::Null
         );
-        old.release();
+        old.release(None, "t");
         let mut new = AuditWriter::new(store.clone());
         let records = new.write(rec(2), T + Duration::from_secs(1), "t");
         assert_eq!(Head::from_json(&records[0].record["previous"]), Some(head));
@@ -318,7 +333,7 @@ mod tests {
         let mut w = AuditWriter::new(store);
         w.write(rec(0), T, "t");
         let old = w.head().unwrap();
-        w.release();
+        w.release(None, "t");
         let records = w.write(rec(1), T, "t");
         assert_eq!(records[0].record["event"], "chain_reset");
         assert_eq!(
@@ -354,6 +369,21 @@ mod tests {
         );
         let second = w.checkpoint(&signing, T + Duration::from_secs(61), "t");
         assert_eq!(second[0].record["signed"]["seq"], 3);
+    }
+
+    #[test]
+    fn a_release_signs_the_tail_first() {
+        let store: Rc<dyn SharedStore> = Rc::new(MemoryStore::default());
+        let mut w = AuditWriter::new(store);
+        let signing = crate::audit::sign::Signing::new([3; 32], None, Duration::from_secs(60));
+        w.write(rec(0), T, "t");
+        let last = w.release(Some(&signing), "t");
+        assert_eq!(last[0].record["event"], "chain_head");
+        assert_eq!(last[0].record["signed"]["seq"], 1);
+        assert!(
+            w.release(Some(&signing), "t").is_empty(),
+            "nothing left to sign"
+        );
     }
 
     #[test]
