@@ -155,7 +155,9 @@ impl Stream {
                 .config
                 .decide_timed(&request, now, &mut cache, &loaded.limits, &|| host.now())
         };
-        metrics::decided(host, &evaluation);
+        let id = decision_id(&request, now, Some(&loaded));
+        self.decision_id = id.clone();
+        self.raise_alerts(host, &loaded, now);
         // A policy can mark personal data too (`data_category` in its result):
         // not served either while its access cannot be shipped.
         if evaluation.data_category().is_some()
@@ -163,10 +165,8 @@ impl Stream {
         {
             return self.refuse(host, &request, now, "audit_unavailable");
         }
-        let id = decision_id(&request, now, Some(&loaded));
+        metrics::decided(host, &evaluation);
         let mut facts = audit_log::facts(&id, now, &request, &evaluation, &loaded.config);
-        self.decision_id = id.clone();
-        self.raise_alerts(host, &loaded, now);
         if let (Decision::Deny(_), Some(spikes)) = (&evaluation.decision, &loaded.spikes) {
             let who = match evaluation.subject() {
                 Some(sub) => format!("sub={sub}"),
