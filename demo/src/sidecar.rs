@@ -60,6 +60,13 @@ pub fn plugin_config(repo: &Path) -> Result<Value, String> {
             "max_page_size": {"param": "limit", "max": 100},
             "suspend_seconds": 120,
         }],
+        // Clients reach this sidecar directly: nothing they send as identity
+        // or forwarding headers is a fact.
+        "request_headers": {
+            "strip_prefixes": ["x-user-", "x-jwt-", "x-auth-"],
+            "untrusted_edge": true,
+            "method_override": "reject",
+        },
     }))
 }
 

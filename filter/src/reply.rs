@@ -134,6 +134,20 @@ pub fn records_refused(rule: &str, retry_after: Duration, decision_id: &str) -> 
     )
 }
 
+/// The reply for a request that cannot be taken as sent: 400, the reason and
+/// a message the client can act on.
+pub fn bad_request(reason: &str, message: &str, decision_id: &str) -> LocalReply {
+    LocalReply {
+        status: 400,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            (DECISION_ID_HEADER.into(), decision_id.to_owned()),
+        ],
+        body: serde_json::json!({"error": "bad_request", "reason": reason, "message": message, "decision_id": decision_id})
+            .to_string(),
+    }
+}
+
 /// The reply when Palisade cannot decide (no configuration, a host failure):
 /// fail closed with 503 and the reason.
 pub fn unavailable(reason: &str, decision_id: &str) -> LocalReply {

@@ -137,10 +137,29 @@ impl Stream {
             return self.refuse(host, &Request::default(), Duration::ZERO, "host_error");
         };
         self.started = now;
-        let request = collect_request(host, headers);
+        let mut request = collect_request(host, headers);
         let Some(loaded) = self.loaded.clone() else {
             return self.refuse(host, &request, now, "not_configured");
         };
+        // Client-sent identity and trust headers are not facts: gone before
+        // the policy or the upstream can see them.
+        match loaded.config.request_headers.scrub(&mut request) {
+            Ok(scrubbed) => {
+                for name in &scrubbed.removed {
+                    host.remove_request_header(name);
+                }
+                for (name, value) in &scrubbed.set {
+                    host.add_request_header(name, value);
+                }
+            }
+            Err(mismatch) => {
+                let message = format!(
+                    "{} disagrees with the request method {}",
+                    mismatch.header, mismatch.method
+                );
+                return self.reject(host, &request, now, "method_override_mismatch", &message);
+            }
+        }
         if audit_log::collector_down(&self.trail, &loaded.config.audit)
             && personal(&loaded, &request)
         {
@@ -197,6 +216,7 @@ impl Stream {
             }
             Decision::Deny(_) => {
                 // Dry run: recorded as the denial it would have been, after the response.
+                set_identity(host, &loaded, &evaluation);
                 mark_upstream_request(host, &id);
                 self.pending = Some(facts);
                 Flow::Continue
@@ -216,6 +236,7 @@ impl Stream {
                     }
                     host.add_request_header(name, value);
                 }
+                set_identity(host, &loaded, &evaluation);
                 mark_upstream_request(host, &id);
                 self.response_headers = directives.response_headers_to_add.clone();
                 self.meters = evaluation.meters.clone();
@@ -412,6 +433,27 @@ impl Stream {
         }
     }
 
+    /// Refuses a request that cannot be taken as sent (400), recording why.
+    fn reject(
+        &mut self,
+        host: &impl Host,
+        request: &Request,
+        now: Duration,
+        reason: &'static str,
+        message: &str,
+    ) -> Flow {
+        let id = decision_id(request, now, self.loaded.as_deref());
+        let mut facts = audit_log::refusal_facts(&id, now, request, reason, 400);
+        facts.detail = Some(message.to_owned());
+        metrics::refused(host, reason);
+        match &self.loaded {
+            Some(loaded) => audit_log::write(host, &self.trail, facts, &loaded.config.audit, now),
+            None => audit_log::write(host, &self.trail, facts, &AuditConfig::defaults(), now),
+        }
+        host.send_local_reply(&reply::bad_request(reason, message, &id));
+        Flow::Stop
+    }
+
     /// Refuses a request Palisade cannot decide on (503), recording why.
     fn refuse(
         &mut self,
@@ -429,6 +471,19 @@ impl Stream {
         }
         host.send_local_reply(&reply::unavailable(reason, &id));
         Flow::Stop
+    }
+}
+
+/// Sets the verified identity headers (`request_headers.identity`) on a
+/// request going upstream, replacing anything of those names.
+fn set_identity(host: &impl Host, loaded: &Loaded, evaluation: &palisade_core::gate::Evaluation) {
+    let headers = loaded
+        .config
+        .request_headers
+        .identity_headers(evaluation.token.as_deref());
+    for (name, value) in headers {
+        host.remove_request_header(&name);
+        host.add_request_header(&name, &value);
     }
 }
 

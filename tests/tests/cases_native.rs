@@ -36,21 +36,56 @@ fn shared_cases_hold_natively() {
                 .into_iter()
                 .map(|(k, v)| (k.into_bytes(), v.into_bytes())),
         );
-        let request = Request {
+        let mut request = Request {
             headers: Headers::from_pairs(pairs),
             source_address: Some("127.0.0.1:40000".into()),
             ..Request::default()
         };
+        ran += 1;
+        // As the filter does first: client identity headers are not facts.
+        if let Err(m) = config.request_headers.scrub(&mut request) {
+            let seen = Observed {
+                status: 400,
+                reason: Some("method_override_mismatch".into()),
+                upstream: false,
+                headers: reply::bad_request("method_override_mismatch", &m.header, "native")
+                    .headers,
+                ..Observed::default()
+            };
+            if let Err(e) = case.check(&seen, &repro(case, "cases_native")) {
+                failures.push(e);
+            }
+            continue;
+        }
         let mut cache = TokenCache::new(16);
         let limits = Limits::new(&config.rate_limits, Rc::new(MemoryStore::default()));
         let evaluation = config.decide(&request, Duration::from_secs(NOW), &mut cache, &limits);
         let seen = match &evaluation.decision {
-            Decision::Allow(_) => Observed {
-                status: 200,
-                reason: Some("allowed".into()),
-                upstream: true,
-                ..Observed::default()
-            },
+            Decision::Allow(directives) => {
+                // What the upstream would get: the scrubbed request, the
+                // policy's headers, then the verified identity.
+                let mut upstream: Vec<(String, String)> = request
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v).into_owned()))
+                    .collect();
+                let set = directives.request_headers_to_add.iter().cloned().chain(
+                    config
+                        .request_headers
+                        .identity_headers(evaluation.token.as_deref()),
+                );
+                for (k, v) in set {
+                    upstream.retain(|(n, _)| *n != k);
+                    upstream.push((k, v));
+                }
+                Observed {
+                    status: 200,
+                    reason: Some("allowed".into()),
+                    upstream: true,
+                    upstream_headers: upstream,
+                    ..Observed::default()
+                }
+            }
             Decision::Deny(denial) => {
                 let r = reply::for_denial(denial, "native");
                 Observed {
@@ -62,7 +97,6 @@ fn shared_cases_hold_natively() {
                 }
             }
         };
-        ran += 1;
         if let Err(e) = case.check(&seen, &repro(case, "cases_native")) {
             failures.push(e);
         }

@@ -47,6 +47,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod records;
 pub mod request;
+pub mod sanitize;
 pub mod strict_json;
 #[cfg(test)]
 mod testutil;

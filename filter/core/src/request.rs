@@ -38,6 +38,25 @@ impl Headers {
         self.get_all(name).next().map(|(_, v)| v)
     }
 
+    /// Removes every entry whose (lowercase) name satisfies `drop`; returns
+    /// the distinct names removed, in order.
+    pub fn remove_where(&mut self, drop: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut removed: Vec<String> = Vec::new();
+        self.entries.retain(|(k, _)| {
+            let gone = drop(k);
+            if gone && !removed.contains(k) {
+                removed.push(k.clone());
+            }
+            !gone
+        });
+        removed
+    }
+
+    /// Appends a header (`name` lowercase).
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        self.entries.push((name.to_owned(), value.to_vec()));
+    }
+
     /// The first value of `name` as text (lossy; empty if absent).
     pub fn text(&self, name: &str) -> String {
         self.first(name)

@@ -34,6 +34,8 @@ pub struct Config {
     pub rate_limits: Vec<Rule>,
     /// What the audit trail records and masks.
     pub audit: crate::audit::config::AuditConfig,
+    /// Client-sent headers that are not facts, and identity headers set on allow.
+    pub request_headers: crate::sanitize::HeaderPolicy,
     /// Things that loaded but deserve a log line (e.g. skipped JWKs).
     pub warnings: Vec<String>,
 }
@@ -136,6 +138,8 @@ impl Config {
             .collect();
         let audit = crate::audit::config::AuditConfig::compile(raw.audit.as_ref(), &token_headers)
             .map_err(ConfigError)?;
+        let request_headers = crate::sanitize::HeaderPolicy::compile(raw.request_headers.as_ref())
+            .map_err(ConfigError)?;
         Ok(Config {
             mode: raw.mode,
             providers,
@@ -143,6 +147,7 @@ impl Config {
             token_cache_capacity,
             rate_limits,
             audit,
+            request_headers,
             warnings,
         })
     }

@@ -22,6 +22,28 @@ pub struct RawConfig {
     pub rate_limits: Vec<RawRateLimit>,
     #[serde(default)]
     pub audit: Option<RawAudit>,
+    #[serde(default)]
+    pub request_headers: Option<RawRequestHeaders>,
+}
+
+/// Which client-sent headers are not facts, and which verified ones the
+/// upstream gets (public API, see the README).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequestHeaders {
+    /// More prefixes of headers a client may not set (`x-palisade-` always).
+    #[serde(default)]
+    pub strip_prefixes: Vec<String>,
+    /// The edge is not trusted: `x-forwarded-*` and `forwarded` are removed.
+    #[serde(default)]
+    pub untrusted_edge: bool,
+    /// `remove` (default) or `reject` (400 when it disagrees with the method).
+    #[serde(default)]
+    pub method_override: Option<String>,
+    /// Header → claim, set on allowed requests from the verified token
+    /// (default `{"x-palisade-subject": "sub"}`).
+    #[serde(default)]
+    pub identity: Option<BTreeMap<String, String>>,
 }
 
 /// The audit trail (public API, see the README).
