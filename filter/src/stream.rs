@@ -210,7 +210,7 @@ impl Stream {
                 facts.http_status = Some(reply.status);
                 facts.latency_us = elapsed_us(host, now);
                 // Denials are recorded at once: the upstream never sees them.
-                audit_log::write(host, &self.trail, facts, &loaded.config.audit, now);
+                self.record(host, facts, now);
                 host.send_local_reply(&reply);
                 Flow::Stop
             }
@@ -400,6 +400,12 @@ impl Stream {
         }
         facts.latency_us =
             u64::try_from(now.saturating_sub(self.started).as_micros()).unwrap_or(u64::MAX);
+        self.record(host, facts, now);
+    }
+
+    /// Writes the audit record of `facts`, under the loaded configuration's
+    /// `audit` section (or the defaults when none loaded).
+    fn record(&self, host: &impl Host, facts: Facts, now: Duration) {
         match &self.loaded {
             Some(loaded) => audit_log::write(host, &self.trail, facts, &loaded.config.audit, now),
             None => audit_log::write(host, &self.trail, facts, &AuditConfig::defaults(), now),
@@ -446,10 +452,7 @@ impl Stream {
         let mut facts = audit_log::refusal_facts(&id, now, request, reason, 400);
         facts.detail = Some(message.to_owned());
         metrics::refused(host, reason);
-        match &self.loaded {
-            Some(loaded) => audit_log::write(host, &self.trail, facts, &loaded.config.audit, now),
-            None => audit_log::write(host, &self.trail, facts, &AuditConfig::defaults(), now),
-        }
+        self.record(host, facts, now);
         host.send_local_reply(&reply::bad_request(reason, message, &id));
         Flow::Stop
     }
@@ -465,10 +468,7 @@ impl Stream {
         let id = decision_id(request, now, None);
         let facts = audit_log::refusal_facts(&id, now, request, reason, 503);
         metrics::refused(host, reason);
-        match &self.loaded {
-            Some(loaded) => audit_log::write(host, &self.trail, facts, &loaded.config.audit, now),
-            None => audit_log::write(host, &self.trail, facts, &AuditConfig::defaults(), now),
-        }
+        self.record(host, facts, now);
         host.send_local_reply(&reply::unavailable(reason, &id));
         Flow::Stop
     }
