@@ -152,12 +152,8 @@ impl Stream {
                     host.add_request_header(name, value);
                 }
             }
-            Err(mismatch) => {
-                let message = format!(
-                    "{} disagrees with the request method {}",
-                    mismatch.header, mismatch.method
-                );
-                return self.reject(host, &request, now, "method_override_mismatch", &message);
+            Err(malformed) => {
+                return self.reject(host, &request, now, malformed.reason, &malformed.message);
             }
         }
         if audit_log::collector_down(&self.trail, &loaded.config.audit)

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 pub struct Listener {
     pub name: String,
     pub plugin_config: Value,
+    /// Envoy normalizes paths as the README requires (default). Off only
+    /// to show the filter's own path checks.
+    pub envoy_normalizes_paths: bool,
 }
 
 impl Listener {
@@ -25,7 +28,15 @@ impl Listener {
         Listener {
             name: name.to_owned(),
             plugin_config,
+            envoy_normalizes_paths: true,
         }
+    }
+
+    /// This listener without Envoy's path normalization: what reaches the
+    /// filter is what the client sent.
+    pub fn raw_paths(mut self) -> Self {
+        self.envoy_normalizes_paths = false;
+        self
     }
 }
 
@@ -56,7 +67,8 @@ pub fn binary() -> PathBuf {
     PathBuf::from(path)
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -85,46 +97,17 @@ impl Envoy {
         workers: u32,
         clusters: &[(&str, u16)],
     ) -> Envoy {
-        let dir = std::env::temp_dir().join(format!(
-            "palisade-e2e-{}-{}",
-            std::process::id(),
-            INSTANCE.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
         let ports = listeners
             .iter()
             .map(|l| (l.name.clone(), free_port()))
             .collect();
-        let mut envoy = Envoy {
-            child: Command::new("true").spawn().unwrap(),
-            dir,
-            admin_port: 0,
-            upstream_port,
-            ports,
-            clusters: clusters
-                .iter()
-                .map(|(n, p)| ((*n).to_owned(), *p))
-                .collect(),
-        };
+        let mut envoy = Envoy::unstarted(upstream_port, ports);
+        envoy.clusters = clusters
+            .iter()
+            .map(|(n, p)| ((*n).to_owned(), *p))
+            .collect();
         envoy.write_lds(listeners, "lds.json");
-        std::fs::write(
-            envoy.dir.join("bootstrap.json"),
-            envoy.bootstrap().to_string(),
-        )
-        .unwrap();
-        let log = std::fs::File::create(envoy.dir.join("envoy.log")).unwrap();
-        envoy.child = Command::new(binary())
-            .arg("-c")
-            .arg(envoy.dir.join("bootstrap.json"))
-            .arg("--admin-address-path")
-            .arg(envoy.dir.join("admin.txt"))
-            .args(["--disable-hot-restart", "-l", "info", "--concurrency"])
-            .arg(workers.to_string())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start Envoy");
-        envoy.wait_ready();
+        envoy.run(&envoy.bootstrap(), workers);
         assert_eq!(
             envoy.stat("listener_manager.lds.update_rejected"),
             0,
@@ -132,6 +115,53 @@ impl Envoy {
             envoy.log()
         );
         envoy
+    }
+
+    /// Starts Envoy with a complete bootstrap `config` (e.g. a shipped
+    /// file, rendered for the test), one worker, and waits until it is
+    /// ready. `ports` names the listeners' ports for [`Envoy::port`]. Its
+    /// listeners are static: [`Envoy::update_listeners`] does not apply.
+    pub fn start_config(config: &Value, ports: &[(&str, u16)]) -> Envoy {
+        let ports = ports.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect();
+        let mut envoy = Envoy::unstarted(0, ports);
+        envoy.run(config, 1);
+        envoy
+    }
+
+    /// An instance with its own temp dir and no process yet.
+    fn unstarted(upstream_port: u16, ports: Vec<(String, u16)>) -> Envoy {
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-e2e-{}-{}",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Envoy {
+            child: Command::new("true").spawn().unwrap(),
+            dir,
+            admin_port: 0,
+            upstream_port,
+            ports,
+            clusters: Vec::new(),
+        }
+    }
+
+    /// Writes `bootstrap`, starts Envoy on it and waits until it is ready.
+    fn run(&mut self, bootstrap: &Value, workers: u32) {
+        std::fs::write(self.dir.join("bootstrap.json"), bootstrap.to_string()).unwrap();
+        let log = std::fs::File::create(self.dir.join("envoy.log")).unwrap();
+        self.child = Command::new(binary())
+            .arg("-c")
+            .arg(self.dir.join("bootstrap.json"))
+            .arg("--admin-address-path")
+            .arg(self.dir.join("admin.txt"))
+            .args(["--disable-hot-restart", "-l", "info", "--concurrency"])
+            .arg(workers.to_string())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start Envoy");
+        self.wait_ready();
     }
 
     fn bootstrap(&self) -> Value {
@@ -180,9 +210,10 @@ impl Envoy {
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                     "stat_prefix": l.name,
-                    "normalize_path": true,
-                    "merge_slashes": true,
-                    "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                    "normalize_path": l.envoy_normalizes_paths,
+                    "merge_slashes": l.envoy_normalizes_paths,
+                    "path_with_escaped_slashes_action":
+                        if l.envoy_normalizes_paths { "REJECT_REQUEST" } else { "KEEP_UNCHANGED" },
                     "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
                         "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
                     "http_filters": [

@@ -42,14 +42,14 @@ fn shared_cases_hold_natively() {
             ..Request::default()
         };
         ran += 1;
-        // As the filter does first: client identity headers are not facts.
+        // As the filter does first: a request that reads two ways is refused,
+        // and client identity headers are not facts.
         if let Err(m) = config.request_headers.scrub(&mut request) {
             let seen = Observed {
                 status: 400,
-                reason: Some("method_override_mismatch".into()),
+                reason: Some(m.reason.into()),
                 upstream: false,
-                headers: reply::bad_request("method_override_mismatch", &m.header, "native")
-                    .headers,
+                headers: reply::bad_request(m.reason, &m.message, "native").headers,
                 ..Observed::default()
             };
             if let Err(e) = case.check(&seen, &repro(case, "cases_native")) {

@@ -36,6 +36,7 @@
 
 pub mod algorithm;
 pub mod audit;
+pub mod canonical_path;
 pub mod config;
 pub mod decision;
 pub mod gate;

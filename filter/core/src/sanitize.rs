@@ -4,11 +4,23 @@
 //! `x-forwarded-*` behind an untrusted edge) and method-override headers
 //! are removed: the policy never sees them and the upstream never gets them.
 //! On allow, the verified identity is set in headers the client cannot forge.
+//!
+//! A request that reads two ways is refused (400) before any of that: a
+//! path that is not canonical ([`crate::canonical_path`]), a
+//! security-relevant header sent twice or with disagreeing values, a
+//! method override that disagrees with the method.
 
+use crate::canonical_path;
 use crate::config::raw::RawRequestHeaders;
 use crate::request::Request;
 use crate::token::verify::VerifiedToken;
 use serde_json::Value;
+
+/// Headers that must carry one value: a second copy, or a list whose
+/// values disagree, means two parsers may pick different ones. (Token
+/// headers are checked by the token extractor: `token_multiple`.)
+pub const SINGLE_VALUED_HEADERS: [&str; 4] =
+    ["content-type", "content-length", "host", "x-request-id"];
 
 /// Headers that ask a server to treat a request as another method.
 pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
@@ -34,6 +46,10 @@ pub struct HeaderPolicy {
     method_override: OverrideMode,
     /// (header, claim) pairs set on allow.
     identity: Vec<(String, String)>,
+    /// `;` path parameters are let through.
+    allow_path_parameters: bool,
+    /// Headers refused when sent twice or with disagreeing values.
+    single_valued: Vec<String>,
 }
 
 /// What [`HeaderPolicy::scrub`] did to the request: the glue does the same
@@ -46,11 +62,12 @@ pub struct Scrubbed {
     pub set: Vec<(String, String)>,
 }
 
-/// A method-override header that disagrees with the method.
+/// A request that cannot be taken as sent (400): a stable reason code and
+/// a message safe to show the client (it names no header value).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverrideMismatch {
-    pub header: String,
-    pub method: String,
+pub struct Malformed {
+    pub reason: &'static str,
+    pub message: String,
 }
 
 impl HeaderPolicy {
@@ -96,18 +113,52 @@ impl HeaderPolicy {
                 out
             }
         };
+        let allow_path_parameters = match raw.path_parameters.as_deref() {
+            None | Some("reject") => false,
+            Some("allow") => true,
+            Some(other) => {
+                return Err(format!(
+                    "request_headers.path_parameters: `{other}` is not `reject` or `allow`"
+                ))
+            }
+        };
+        let mut single_valued: Vec<String> = SINGLE_VALUED_HEADERS
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect();
+        for (i, h) in raw.single_valued.iter().enumerate() {
+            let h = h.to_ascii_lowercase();
+            if h.is_empty() || h.starts_with(':') {
+                return Err(format!(
+                    "request_headers.single_valued[{i}]: `{h}` is not a header name"
+                ));
+            }
+            if !single_valued.contains(&h) {
+                single_valued.push(h);
+            }
+        }
         Ok(HeaderPolicy {
             strip_prefixes,
             untrusted_edge: raw.untrusted_edge,
             method_override,
             identity,
+            allow_path_parameters,
+            single_valued,
         })
     }
 
-    /// Removes the headers a client may not set from `request`; returns
-    /// their names (for the glue to remove from what goes upstream), or the
-    /// override header that disagrees with the method (`reject` mode).
-    pub fn scrub(&self, request: &mut Request) -> Result<Scrubbed, OverrideMismatch> {
+    /// Refuses a request that reads two ways, then removes the headers a
+    /// client may not set; returns their names (for the glue to remove from
+    /// what goes upstream).
+    pub fn scrub(&self, request: &mut Request) -> Result<Scrubbed, Malformed> {
+        let path = request.headers.first(":path").unwrap_or_default();
+        let method = request.headers.first(":method").unwrap_or_default();
+        if let Err(problem) = canonical_path::check(path, method, self.allow_path_parameters) {
+            return Err(Malformed {
+                reason: problem.reason(),
+                message: problem.message().to_owned(),
+            });
+        }
         if self.method_override == OverrideMode::Reject {
             let method = request.headers.text(":method");
             for name in METHOD_OVERRIDE_HEADERS {
@@ -116,12 +167,20 @@ impl HeaderPolicy {
                         .trim()
                         .eq_ignore_ascii_case(&method)
                     {
-                        return Err(OverrideMismatch {
-                            header: name.to_owned(),
-                            method,
+                        return Err(Malformed {
+                            reason: "method_override_mismatch",
+                            message: format!("{name} disagrees with the request method {method}"),
                         });
                     }
                 }
+            }
+        }
+        for name in &self.single_valued {
+            if let Some(message) = ambiguous(request, name) {
+                return Err(Malformed {
+                    reason: "ambiguous_header",
+                    message,
+                });
             }
         }
         // Identity headers are set from the token only: a client's copy goes.
@@ -168,6 +227,22 @@ impl HeaderPolicy {
             })
             .collect()
     }
+}
+
+/// Why `name` is ambiguous in `request`, if it is: sent more than once, or
+/// one value that lists disagreeing values (`a, b`).
+fn ambiguous(request: &Request, name: &str) -> Option<String> {
+    let mut values = request.headers.get_all(name).map(|(_, v)| v);
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(format!("{name} is sent more than once"));
+    }
+    let mut items = first.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+    let one = items.next().unwrap_or_default();
+    if items.any(|other| other != one) {
+        return Some(format!("{name} lists disagreeing values"));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -240,12 +315,11 @@ mod tests {
     fn a_disagreeing_override_is_refused_in_reject_mode() {
         let p = policy(serde_json::json!({"method_override": "reject"}));
         let mut r = request(&[("X-HTTP-Method-Override", "delete")]);
+        let refused = p.scrub(&mut r).unwrap_err();
+        assert_eq!(refused.reason, "method_override_mismatch");
         assert_eq!(
-            p.scrub(&mut r),
-            Err(OverrideMismatch {
-                header: "x-http-method-override".into(),
-                method: "GET".into()
-            })
+            refused.message,
+            "x-http-method-override disagrees with the request method GET"
         );
         let mut same = request(&[("x-http-method", "get")]);
         assert_eq!(
@@ -253,6 +327,52 @@ mod tests {
             ["x-http-method"],
             "an agreeing one is removed"
         );
+    }
+
+    #[test]
+    fn paths_that_read_two_ways_are_refused_before_anything_else() {
+        let p = HeaderPolicy::compile(None).unwrap();
+        let mut r = request(&[]);
+        r.headers = Headers::from_pairs([
+            (b":method".to_vec(), b"GET".to_vec()),
+            (b":path".to_vec(), b"/api/v1/customers/..%2Fadmin".to_vec()),
+            (b"x-palisade-subject".to_vec(), b"admin".to_vec()),
+        ]);
+        let refused = p.scrub(&mut r).unwrap_err();
+        assert_eq!(refused.reason, "path_encoded_slash");
+        let mut semi = request(&[]);
+        semi.headers.remove_where(|n| n == ":path");
+        semi.headers.push(":path", b"/a;v=1");
+        assert_eq!(
+            p.scrub(&mut semi.clone()).unwrap_err().reason,
+            "path_parameter"
+        );
+        let allowing = policy(serde_json::json!({"path_parameters": "allow"}));
+        assert!(allowing.scrub(&mut semi).is_ok());
+    }
+
+    #[test]
+    fn security_headers_sent_twice_or_disagreeing_are_refused() {
+        let p = policy(serde_json::json!({"single_valued": ["X-Tenant"]}));
+        for extra in [
+            &[
+                ("content-type", "application/json"),
+                ("content-type", "text/plain"),
+            ][..],
+            &[("x-tenant", "a"), ("x-tenant", "a")],
+            &[("x-tenant", "a, b")],
+            &[("content-length", "5,6")],
+        ] {
+            let refused = p.scrub(&mut request(extra)).unwrap_err();
+            assert_eq!(refused.reason, "ambiguous_header", "{extra:?}");
+        }
+        for fine in [
+            &[("x-tenant", "a")][..],
+            &[("content-length", "5, 5")],
+            &[("accept", "a"), ("accept", "b")],
+        ] {
+            assert!(p.scrub(&mut request(fine)).is_ok(), "{fine:?}");
+        }
     }
 
     #[test]
@@ -269,5 +389,9 @@ mod tests {
             .starts_with("request_headers.strip_prefixes[0]"));
         assert!(bad(serde_json::json!({"identity": {":path": "sub"}}))
             .starts_with("request_headers.identity"));
+        assert!(bad(serde_json::json!({"path_parameters": "strip"}))
+            .starts_with("request_headers.path_parameters"));
+        assert!(bad(serde_json::json!({"single_valued": [":path"]}))
+            .starts_with("request_headers.single_valued[0]"));
     }
 }

@@ -44,6 +44,14 @@ pub struct RawRequestHeaders {
     /// (default `{"x-palisade-subject": "sub"}`).
     #[serde(default)]
     pub identity: Option<BTreeMap<String, String>>,
+    /// `reject` (default): a `;` path parameter is refused (400);
+    /// `allow` lets it through to the policy and the upstream.
+    #[serde(default)]
+    pub path_parameters: Option<String>,
+    /// More headers refused when sent twice or with disagreeing values
+    /// (`content-type`, `content-length`, `host`, `x-request-id` always).
+    #[serde(default)]
+    pub single_valued: Vec<String>,
 }
 
 /// The audit trail (public API, see the README).
