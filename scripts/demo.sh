@@ -70,6 +70,8 @@ SAM=$(token --alg ES256 --key envoy/test-keys/es256.key.pem --kid test-es256 \
 EXPORT=$(token --alg EdDSA --key envoy/test-keys/eddsa.key.pem --kid test-eddsa \
   '{"sub":"data-export","scope":"customers:export"}')
 ROOT=$(token '{"sub":"root","roles":["admin"]}')
+DANA=$(token '{"sub":"dana","roles":["data_steward"],"amr":["pwd"],"auth_time":"now-30"}')
+DANA_MFA=$(token '{"sub":"dana","roles":["data_steward"],"amr":["pwd","mfa"],"auth_time":"now-30"}')
 FORGED=$(token --key envoy/test-keys/attacker-rs256.key.pem '{"sub":"alice","roles":["customer"],"customer_id":"42"}')
 EXPIRED=$(token --ttl 0 '{"sub":"alice","roles":["customer"],"customer_id":"42","iat":1700000000,"exp":1700000600}')
 NOW=$(date +%s)
@@ -88,11 +90,19 @@ ask 401 "an expired token" -H "authorization: Bearer $EXPIRED" $U/api/v1/custome
 ask 401 "an unsigned token with alg none claiming admin" -H "authorization: Bearer $NONE" $U/api/v1/customers
 ask 401 "no token at all on a customer record" $U/api/v1/customers/42
 echo
+bold "Privileged: the bulk export needs fresh MFA (401 step-up challenge, RFC 9470)"
+ask 401 "dana (data steward, password only) starts the bulk export" -H "authorization: Bearer $DANA" "$U/api/v1/exports/customers?limit=20"
+curl -s -o /dev/null -D - -H "authorization: Bearer $DANA" "$U/api/v1/exports/customers?limit=20" | grep -i '^www-authenticate' | sed 's/^/    /'
+ask 200 "dana, after MFA a moment ago, exports 20 customers (NDJSON)" -H "authorization: Bearer $DANA_MFA" "$U/api/v1/exports/customers?limit=20"
+echo
 bold "Refused by least-privilege policy (403)"
 ask 403 "alice reads someone else's record" -H "authorization: Bearer $ALICE" $U/api/v1/customers/43
 ask 403 "alice tries a bulk listing" -H "authorization: Bearer $ALICE" "$U/api/v1/customers?limit=100"
 ask 403 "sam reads a customer his ticket does not name" -H "authorization: Bearer $SAM" $U/api/v1/customers/42
 ask 403 "root (admin) tries a bulk listing" -H "authorization: Bearer $ROOT" "$U/api/v1/customers?limit=100"
+echo
+bold "Refused as unreadable (400): a request that the policy and the API could read differently"
+ask 400 "alice reaches for 43 through a double-encoded ../" --path-as-is -H "authorization: Bearer $ALICE" "$U/api/v1/customers/42/%252e%252e/43"
 echo
 bold "Stopped by the record budget (250 customer records per 5 minutes for data-export)"
 ask 400 "data-export asks for 100000 records in one page" -H "authorization: Bearer $EXPORT" "$U/api/v1/customers?limit=100000"

@@ -49,7 +49,7 @@ pub fn plugin_config(repo: &Path) -> Result<Value, String> {
         }],
         "policy": {
             "modules": {"customer_data.rego": read("policies/customer_data.rego")?},
-            "decision": "data.envoy.authz.allow",
+            "decision": "data.envoy.authz.decision",
         },
         "rate_limits": [{
             "name": "customer-bulk",
@@ -57,6 +57,15 @@ pub fn plugin_config(repo: &Path) -> Result<Value, String> {
             "key": "sub",
             "requests": {"limit": 60, "period_seconds": 60, "burst": 20},
             "records": {"limit": 250, "period_seconds": 300, "count": {"json_array": "/items"}},
+            "max_page_size": {"param": "limit", "max": 100},
+            "suspend_seconds": 120,
+        }, {
+            // The bulk export streams NDJSON: each line is a record.
+            "name": "customer-export",
+            "match": {"path_prefix": "/api/v1/exports", "methods": ["GET"]},
+            "key": "sub",
+            "requests": {"limit": 10, "period_seconds": 60, "burst": 5},
+            "records": {"limit": 250, "period_seconds": 300, "count": {"ndjson": true}},
             "max_page_size": {"param": "limit", "max": 100},
             "suspend_seconds": 120,
         }],

@@ -3,7 +3,8 @@
 //! | denial | status | `WWW-Authenticate` |
 //! | --- | --- | --- |
 //! | invalid token | 401 | `Bearer error="invalid_token", error_description="…"` |
-//! | no token, policy said no | 401 | `Bearer` |
+//! | no token and no mTLS identity, policy said no | 401 | `Bearer` |
+//! | policy asked for step-up (`step_up`) | 401 | `Bearer error="insufficient_user_authentication", …, acr_values="…", max_age="…"` (RFC 9470) |
 //! | policy said no, failed, or gave an invalid result | 403 | — |
 //!
 //! A denying policy object's `http_status`, `body` and `headers` replace the
@@ -32,6 +33,19 @@ pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
         DenialKind::Unauthenticated => {
             headers.push(("www-authenticate".into(), "Bearer".into()));
             (401, "unauthenticated")
+        }
+        DenialKind::StepUp(step_up) => {
+            let mut challenge = String::from(
+                "Bearer error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\"",
+            );
+            if let Some(acr) = &step_up.acr_values {
+                challenge.push_str(&format!(", acr_values=\"{acr}\""));
+            }
+            if let Some(age) = step_up.max_age {
+                challenge.push_str(&format!(", max_age=\"{age}\""));
+            }
+            headers.push(("www-authenticate".into(), challenge));
+            (401, "insufficient_user_authentication")
         }
         DenialKind::Forbidden => (403, "forbidden"),
         DenialKind::Limited(limited) => return for_limit(limited, denial.reason, decision_id),
@@ -210,6 +224,42 @@ mod tests {
         let r = for_denial(&denial(DenialKind::Unauthenticated, "policy_denied"), "d1");
         assert_eq!(r.status, 401);
         assert_eq!(header(&r, "www-authenticate"), Some("Bearer"));
+    }
+
+    #[test]
+    fn step_up_is_401_with_the_rfc_9470_challenge() {
+        let step_up = palisade_core::decision::StepUp {
+            acr_values: Some("mfa phr".into()),
+            max_age: Some(300),
+        };
+        let r = for_denial(
+            &denial(DenialKind::StepUp(step_up), "step_up_required"),
+            "d1",
+        );
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\", acr_values=\"mfa phr\", max_age=\"300\"")
+        );
+        assert!(
+            r.body
+                .contains("\"error\":\"insufficient_user_authentication\""),
+            "{}",
+            r.body
+        );
+        let only_age = palisade_core::decision::StepUp {
+            acr_values: None,
+            max_age: Some(60),
+        };
+        let r = for_denial(
+            &denial(DenialKind::StepUp(only_age), "step_up_required"),
+            "d1",
+        );
+        let challenge = header(&r, "www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.ends_with("required\", max_age=\"60\""),
+            "{challenge}"
+        );
     }
 
     #[test]

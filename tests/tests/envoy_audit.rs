@@ -173,7 +173,7 @@ fn every_request_is_audited_once_secrets_never_and_tampering_is_found() {
     assert_eq!(ids.len(), requests.len(), "one record per request");
     // OPA's fields, and Palisade's.
     let read = &decisions[1];
-    assert_eq!(read["path"], "envoy/authz/allow");
+    assert_eq!(read["path"], "envoy/authz/decision");
     assert_eq!(read["labels"]["env"], "e2e");
     assert_eq!(
         (read["personal_data"].as_bool(), read["category"].as_str()),

@@ -28,6 +28,9 @@ pub struct AllowDirectives {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyDenial {
     pub reason: DenyReason,
+    /// The policy asks the caller to authenticate again, more strongly
+    /// (`step_up`, RFC 9470).
+    pub step_up: Option<StepUp>,
     /// Detail for logs only (e.g. the evaluation error); never sent to the client.
     pub detail: String,
     /// The reply the policy asked for, if any.
@@ -37,6 +40,9 @@ pub struct PolicyDenial {
 /// Stable reasons a policy evaluation denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyReason {
+    /// `allowed: false` with a valid `step_up`: stronger or fresher
+    /// authentication is required.
+    StepUp,
     /// The policy decided `false` / `allowed: false`.
     Denied,
     /// No rule produced a value.
@@ -51,6 +57,7 @@ pub enum DenyReason {
 impl DenyReason {
     pub fn code(self) -> &'static str {
         match self {
+            DenyReason::StepUp => "step_up_required",
             DenyReason::Denied => "policy_denied",
             DenyReason::Undefined => "policy_undefined",
             DenyReason::Error => "policy_error",
@@ -67,9 +74,20 @@ pub struct ReplyOverrides {
     pub headers: Vec<(String, String)>,
 }
 
+/// What a step-up challenge asks for (RFC 9470): the authentication
+/// context classes acceptable, and the most seconds since the user last
+/// authenticated. At least one is present.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepUp {
+    /// Space-separated ACR values, e.g. `"mfa"`.
+    pub acr_values: Option<String>,
+    pub max_age: Option<u64>,
+}
+
 fn deny(reason: DenyReason, detail: impl Into<String>) -> PolicyVerdict {
     PolicyVerdict::Deny(PolicyDenial {
         reason,
+        step_up: None,
         detail: detail.into(),
         response: ReplyOverrides::default(),
     })
@@ -103,9 +121,21 @@ fn interpret_object(obj: &Value) -> PolicyVerdict {
             Err(e) => deny(DenyReason::InvalidResult, e),
         },
         Value::Bool(false) => {
-            let (response, problems) = reply_overrides(obj);
+            let (response, mut problems) = reply_overrides(obj);
+            let step_up = match step_up(&obj["step_up"]) {
+                Ok(step_up) => step_up,
+                Err(e) => {
+                    problems.push(e);
+                    None
+                }
+            };
             PolicyVerdict::Deny(PolicyDenial {
-                reason: DenyReason::Denied,
+                reason: if step_up.is_some() {
+                    DenyReason::StepUp
+                } else {
+                    DenyReason::Denied
+                },
+                step_up,
                 detail: if problems.is_empty() {
                     "allowed is false".into()
                 } else {
@@ -123,6 +153,57 @@ fn interpret_object(obj: &Value) -> PolicyVerdict {
             format!("`allowed` must be a boolean, got {}", type_name(other)),
         ),
     }
+}
+
+/// `step_up: {acr_values?, max_age?}`; `Ok(None)` when absent. A malformed
+/// one is reported and the denial stays a plain one.
+fn step_up(value: &Value) -> Result<Option<StepUp>, String> {
+    if value == &Value::Undefined {
+        return Ok(None);
+    }
+    if !matches!(value, Value::Object(_)) {
+        return Err(format!(
+            "step_up must be an object, got {}",
+            type_name(value)
+        ));
+    }
+    let acr_values = match &value["acr_values"] {
+        Value::Undefined => None,
+        // Travels inside a quoted challenge parameter.
+        Value::String(s)
+            if !s.is_empty()
+                && s.bytes()
+                    .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') =>
+        {
+            Some(s.to_string())
+        }
+        other => {
+            return Err(format!(
+                "step_up.acr_values must be a non-empty string of printable ASCII without quotes, got {}",
+                type_name(other)
+            ))
+        }
+    };
+    let max_age = match &value["max_age"] {
+        Value::Undefined => None,
+        Value::Number(n) => match n.as_u64() {
+            Some(age) => Some(age),
+            None => return Err("step_up.max_age must be a whole number of seconds".into()),
+        },
+        other => {
+            return Err(format!(
+                "step_up.max_age must be a number, got {}",
+                type_name(other)
+            ))
+        }
+    };
+    if acr_values.is_none() && max_age.is_none() {
+        return Err("step_up needs acr_values or max_age".into());
+    }
+    Ok(Some(StepUp {
+        acr_values,
+        max_age,
+    }))
 }
 
 fn allow_directives(obj: &Value) -> Result<AllowDirectives, String> {

@@ -114,3 +114,47 @@ fn bad_reply_fields_are_dropped_but_still_deny() {
     assert_eq!(d.response, ReplyOverrides::default());
     assert!(d.detail.contains("http_status 99"), "{}", d.detail);
 }
+
+#[test]
+fn step_up_is_a_denial_that_asks_for_stronger_authentication() {
+    let verdict = interpret(v(json!({
+        "allowed": false,
+        "step_up": {"acr_values": "mfa", "max_age": 300}
+    })));
+    let PolicyVerdict::Deny(d) = verdict else {
+        panic!("step-up must deny")
+    };
+    assert_eq!(d.reason, DenyReason::StepUp);
+    assert_eq!(
+        d.step_up,
+        Some(StepUp {
+            acr_values: Some("mfa".into()),
+            max_age: Some(300)
+        })
+    );
+    // `allowed: true` beside a step_up still allows: step_up is read on denials only.
+    assert!(matches!(
+        interpret(v(json!({"allowed": true, "step_up": {"max_age": 1}}))),
+        PolicyVerdict::Allow(_)
+    ));
+}
+
+#[test]
+fn a_malformed_step_up_is_a_plain_denial_that_says_why() {
+    for bad in [
+        json!("mfa"),
+        json!({}),
+        json!({"acr_values": "a\"b"}),
+        json!({"acr_values": ""}),
+        json!({"max_age": -1}),
+        json!({"max_age": 1.5}),
+        json!({"max_age": "300"}),
+    ] {
+        let verdict = interpret(v(json!({"allowed": false, "step_up": bad.clone()})));
+        let PolicyVerdict::Deny(d) = verdict else {
+            panic!("{bad} must deny")
+        };
+        assert_eq!((d.reason, d.step_up), (DenyReason::Denied, None), "{bad}");
+        assert!(d.detail.contains("step_up"), "{bad}: {}", d.detail);
+    }
+}

@@ -5,7 +5,7 @@
 //! The result is data; the glue maps it to HTTP.
 
 use crate::config::{Config, Mode};
-use crate::decision::{self, AllowDirectives, DenyReason, PolicyVerdict, ReplyOverrides};
+use crate::decision::{self, AllowDirectives, DenyReason, PolicyVerdict, ReplyOverrides, StepUp};
 use crate::input;
 use crate::ratelimit::limits::{LimitDenial, Limits};
 use crate::ratelimit::meter::ResponseMeter;
@@ -71,6 +71,8 @@ pub enum DenialKind {
     Unauthenticated,
     /// The policy (or its failure) refused an authenticated or anonymous request.
     Forbidden,
+    /// The policy asks for stronger or fresher authentication (RFC 9470).
+    StepUp(StepUp),
     /// A rate limit refused it (page size, suspension, rate). The policy was not evaluated.
     Limited(LimitDenial),
 }
@@ -168,7 +170,7 @@ impl Config {
                 }
             }
         };
-        let input = input::build(request, token.as_deref(), Some(usage));
+        let input = input::build_at(request, token.as_deref(), Some(usage), Some(now));
         let started = clock();
         let evaluated = self.policy.evaluate(input.clone());
         timings.evaluate = since(started);
@@ -176,10 +178,17 @@ impl Config {
         let decision = match decision::interpret(evaluated) {
             PolicyVerdict::Allow(directives) => Decision::Allow(directives),
             PolicyVerdict::Deny(denial) => Decision::Deny(Denial {
-                kind: if token.is_none() && denial.reason == DenyReason::Denied {
-                    DenialKind::Unauthenticated
-                } else {
-                    DenialKind::Forbidden
+                kind: match denial.step_up {
+                    Some(step_up) => DenialKind::StepUp(step_up),
+                    // A caller that proved who it is over mTLS is not asked
+                    // for a bearer token: it is refused.
+                    None if token.is_none()
+                        && request.source_principal.is_none()
+                        && denial.reason == DenyReason::Denied =>
+                    {
+                        DenialKind::Unauthenticated
+                    }
+                    None => DenialKind::Forbidden,
                 },
                 reason: denial.reason.code(),
                 detail: denial.detail,

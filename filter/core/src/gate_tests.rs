@@ -78,6 +78,33 @@ fn no_token_lets_the_policy_decide() {
 }
 
 #[test]
+fn a_workload_with_an_mtls_identity_is_forbidden_not_asked_for_a_token() {
+    let c = config(json!({}), POLICY);
+    let mut r = request(None, "/api");
+    r.source_principal = Some("spiffe://corp/ns/shop/sa/intruder".into());
+    let e = c.decide(&r, NOW, &mut TokenCache::new(16), &no_limits());
+    assert_eq!(kind(&e), Some(DenialKind::Forbidden));
+    assert_eq!(e.reason(), "policy_denied");
+}
+
+#[test]
+fn a_step_up_request_from_the_policy_is_its_own_kind() {
+    let c = config(
+        json!({}),
+        "package envoy.authz\nallow := {\"allowed\": false, \"step_up\": {\"max_age\": 60}}\n",
+    );
+    let e = decide(&c, None, "/api");
+    assert_eq!(
+        kind(&e),
+        Some(DenialKind::StepUp(crate::decision::StepUp {
+            acr_values: None,
+            max_age: Some(60)
+        }))
+    );
+    assert_eq!(e.reason(), "step_up_required");
+}
+
+#[test]
 fn authenticated_denial_is_forbidden() {
     let c = config(json!({}), POLICY);
     let t = format!(

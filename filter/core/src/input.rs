@@ -10,6 +10,7 @@
 //! input.parsed_query   {"limit": ["10"]}
 //! input.token          {provider, from_header, header, payload}  (verified tokens only)
 //! input.usage          {<rate limit>: {identity, requests, records}}  (limits covering the request)
+//! input.time           {now_ns}  (the host's clock: what OPA's `time.now_ns()` gives)
 //! input.version        {"encoding": "protojson", "ext_authz": "v3"}
 //! ```
 //!
@@ -23,6 +24,19 @@ use std::collections::BTreeMap;
 /// Builds `input` for one request; `usage` is the caller's standing against
 /// the rate limits that cover this request (`input.usage`).
 pub fn build(request: &Request, token: Option<&VerifiedToken>, usage: Option<Value>) -> Value {
+    build_at(request, token, usage, None)
+}
+
+/// As [`build`], with `input.time.now_ns` from `now` (since the Unix
+/// epoch, the host's clock). Palisade builds without regorus's `time.*`
+/// builtins, so a policy reads the time here: for business hours, or how
+/// long ago the user authenticated (`auth_time`).
+pub fn build_at(
+    request: &Request,
+    token: Option<&VerifiedToken>,
+    usage: Option<Value>,
+    now: Option<std::time::Duration>,
+) -> Value {
     let headers = &request.headers;
     let text = |name: &str| headers.first(name).map(lossy).unwrap_or_default();
     let path = text(":path");
@@ -89,6 +103,10 @@ pub fn build(request: &Request, token: Option<&VerifiedToken>, usage: Option<Val
     }
     if let Some(usage) = usage {
         input.push(("usage", usage));
+    }
+    if let Some(now) = now {
+        let ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        input.push(("time", object(vec![("now_ns", Value::from(ns))])));
     }
     object(input)
 }

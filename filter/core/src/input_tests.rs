@@ -75,6 +75,16 @@ fn usage_is_given_to_the_policy() {
 }
 
 #[test]
+fn the_hosts_time_is_given_to_the_policy() {
+    let now = std::time::Duration::new(1_700_000_000, 5);
+    let input = json_of(&build_at(&request("/", &[]), None, None, Some(now)));
+    assert_eq!(input["time"]["now_ns"], 1_700_000_000_000_000_005u64);
+    assert!(json_of(&build(&request("/", &[]), None, None))
+        .get("time")
+        .is_none());
+}
+
+#[test]
 fn repeated_headers_are_joined_and_non_utf8_is_replaced() {
     let r = request(
         "/",
