@@ -51,6 +51,8 @@ pub trait Host {
     /// A response header (name lowercase), as the upstream sent it.
     fn response_header(&self, name: &str) -> Option<Vec<u8>>;
     fn remove_response_header(&self, name: &str);
+    /// The first `size` bytes of the buffered request body.
+    fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     /// The current response body chunk (`size` bytes).
     fn response_body(&self, size: usize) -> Option<Vec<u8>>;
     /// Replaces the current response body chunk (`size` bytes) with `bytes`.

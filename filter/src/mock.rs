@@ -17,6 +17,9 @@ pub struct MockHost {
     pub response_headers: RefCell<Vec<(String, String)>>,
     /// The response body chunk being processed.
     pub response_chunk: RefCell<Vec<u8>>,
+    /// The buffered request body; `request_body_reads` records each read's size.
+    pub request_body: RefCell<Vec<u8>>,
+    pub request_body_reads: RefCell<Vec<usize>>,
     pub properties: BTreeMap<String, Vec<u8>>,
     pub now: Duration,
     pub reply: RefCell<Option<LocalReply>>,
@@ -165,6 +168,11 @@ impl Host for MockHost {
         self.response_headers
             .borrow_mut()
             .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.request_body_reads.borrow_mut().push(size);
+        let body = self.request_body.borrow();
+        body.get(..size.min(body.len())).map(<[u8]>::to_vec)
     }
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
         let chunk = self.response_chunk.borrow();

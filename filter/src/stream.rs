@@ -113,6 +113,8 @@ pub struct Stream {
     status: Option<u16>,
     /// Rules whose record budget this response spent (suspension done).
     spent: Vec<String>,
+    /// A request held until the start of its body arrives (`request_body`).
+    awaiting_body: Option<Request>,
 }
 
 impl Stream {
@@ -127,12 +129,15 @@ impl Stream {
             started: Duration::ZERO,
             status: None,
             spent: Vec::new(),
+            awaiting_body: None,
         }
     }
 
     /// Decides on the request and either lets it through (with the policy's
-    /// header changes) or answers it locally.
-    pub fn on_request_headers(&mut self, host: &impl Host) -> Flow {
+    /// header changes) or answers it locally. With `request_body`
+    /// configured and a body to come, the decision waits for it
+    /// ([`Stream::on_request_body`]).
+    pub fn on_request_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Flow {
         let (Some(headers), Some(now)) = (host.request_headers(), host.now()) else {
             return self.refuse(host, &Request::default(), Duration::ZERO, "host_error");
         };
@@ -162,6 +167,59 @@ impl Stream {
             // Personal data is not served while its access cannot be shipped.
             return self.refuse(host, &request, now, "audit_unavailable");
         }
+        if loaded.config.request_body_max.is_some() && !end_of_stream {
+            self.awaiting_body = Some(request);
+            return Flow::Stop;
+        }
+        self.decide(host, &loaded, request, now)
+    }
+
+    /// The request's body so far is `body_size` bytes. Once the configured
+    /// amount (or all of it) is there, reads that much — never more — and
+    /// decides; until then Envoy buffers it.
+    pub fn on_request_body(
+        &mut self,
+        host: &impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        let (Some(loaded), Some(max)) = (
+            self.loaded.clone(),
+            self.loaded.as_ref().and_then(|l| l.config.request_body_max),
+        ) else {
+            return Flow::Continue;
+        };
+        if self.awaiting_body.is_none() {
+            return Flow::Continue;
+        }
+        if body_size < max && !end_of_stream {
+            return Flow::Stop;
+        }
+        let Some(mut request) = self.awaiting_body.take() else {
+            return Flow::Continue;
+        };
+        let Some(now) = host.now() else {
+            return self.refuse(host, &request, self.started, "host_error");
+        };
+        let read = body_size.min(max);
+        let Some(bytes) = host.request_body(read) else {
+            return self.refuse(host, &request, now, "host_error");
+        };
+        request.body = Some(palisade_core::request::Body {
+            truncated: body_size > max || (body_size == max && !end_of_stream),
+            bytes,
+        });
+        self.decide(host, &loaded, request, now)
+    }
+
+    /// Decides on a request whose facts are complete, and applies the answer.
+    fn decide(
+        &mut self,
+        host: &impl Host,
+        loaded: &Rc<Loaded>,
+        request: Request,
+        now: Duration,
+    ) -> Flow {
         let evaluation = {
             let Ok(mut cache) = loaded.cache.try_borrow_mut() else {
                 return self.refuse(host, &request, now, "internal_error");
@@ -170,9 +228,9 @@ impl Stream {
                 .config
                 .decide_timed(&request, now, &mut cache, &loaded.limits, &|| host.now())
         };
-        let id = decision_id(&request, now, Some(&loaded));
+        let id = decision_id(&request, now, Some(loaded));
         self.decision_id = id.clone();
-        self.raise_alerts(host, &loaded, now);
+        self.raise_alerts(host, loaded, now);
         // A policy can mark personal data too (`data_category` in its result):
         // not served either while its access cannot be shipped.
         if evaluation.data_category().is_some()
@@ -212,7 +270,7 @@ impl Stream {
             }
             Decision::Deny(_) => {
                 // Dry run: recorded as the denial it would have been, after the response.
-                set_identity(host, &loaded, &evaluation);
+                set_identity(host, loaded, &evaluation);
                 mark_upstream_request(host, &id);
                 self.pending = Some(facts);
                 Flow::Continue
@@ -232,7 +290,7 @@ impl Stream {
                     }
                     host.add_request_header(name, value);
                 }
-                set_identity(host, &loaded, &evaluation);
+                set_identity(host, loaded, &evaluation);
                 mark_upstream_request(host, &id);
                 self.response_headers = directives.response_headers_to_add.clone();
                 self.meters = evaluation.meters.clone();
@@ -524,6 +582,7 @@ pub fn collect_request(host: &impl Host, headers: Vec<(Vec<u8>, Vec<u8>)>) -> Re
         source_address: text_property(host, &["source", "address"]),
         destination_address: text_property(host, &["destination", "address"]),
         source_principal: text_property(host, &["connection", "uri_san_peer_certificate"]),
+        body: None,
     }
 }
 

@@ -51,7 +51,7 @@ fn writer() -> Rc<Trail> {
 /// One request through a stream: headers, the upstream's response, completion.
 fn run_with(loaded: Option<Rc<Loaded>>, audit: Rc<Trail>, host: &MockHost) -> Flow {
     let mut stream = Stream::new(loaded, audit);
-    let flow = stream.on_request_headers(host);
+    let flow = stream.on_request_headers(host, true);
     if flow == Flow::Continue {
         let _ = stream.on_response_headers(host);
     }
@@ -193,7 +193,7 @@ fn an_allowed_request_is_recorded_when_it_completes() {
     let auth = format!("Bearer {}", token("alice"));
     let host = MockHost::get("/api/v1/customers/1", &[("authorization", &auth)], NOW);
     let mut stream = Stream::new(Some(loaded("enforce")), writer());
-    assert_eq!(stream.on_request_headers(&host), Flow::Continue);
+    assert_eq!(stream.on_request_headers(&host, true), Flow::Continue);
     assert!(host.decision_lines().is_empty(), "not before the response");
     host.response_headers
         .borrow_mut()
@@ -432,4 +432,97 @@ fn data_a_policy_marks_personal_is_closed_too_while_a_required_collector_is_down
         run_with(Some(l), trail, &MockHost::get("/health", &[], NOW)),
         Flow::Continue
     );
+}
+
+const BODY_POLICY: &str = r#"package envoy.authz
+default allow := false
+allow if input.parsed_body.amount < 100
+allow if {
+    input.truncated_body
+    input.attributes.request.http.method == "PUT"
+}
+"#;
+
+fn body_loaded(max: usize) -> Rc<Loaded> {
+    let config = json!({
+        "policy": {"modules": {"authz.rego": BODY_POLICY}, "decision": "data.envoy.authz.allow"},
+        "request_body": {"max_bytes": max},
+    });
+    Rc::new(Loaded::new(
+        Config::from_json(config.to_string().as_bytes()).unwrap(),
+        Rc::new(palisade_core::ratelimit::store::MemoryStore::default()),
+    ))
+}
+
+fn post(body: &[u8], method: &str) -> MockHost {
+    let host = MockHost::get(
+        "/api/v1/payments",
+        &[("content-type", "application/json")],
+        NOW,
+    );
+    host.request_headers
+        .borrow_mut()
+        .retain(|(k, _)| k.as_slice() != b":method");
+    host.request_headers
+        .borrow_mut()
+        .push((b":method".to_vec(), method.as_bytes().to_vec()));
+    *host.request_body.borrow_mut() = body.to_vec();
+    host
+}
+
+#[test]
+fn the_decision_waits_for_the_body_and_the_policy_sees_it_parsed() {
+    let body = br#"{"amount": 42}"#;
+    let host = post(body, "POST");
+    let mut stream = Stream::new(Some(body_loaded(1024)), writer());
+    assert_eq!(stream.on_request_headers(&host, false), Flow::Stop);
+    assert!(host.reply.borrow().is_none(), "nothing decided yet");
+    // Half the body: Envoy keeps buffering.
+    assert_eq!(stream.on_request_body(&host, 5, false), Flow::Stop);
+    assert!(
+        host.request_body_reads.borrow().is_empty(),
+        "nothing read yet"
+    );
+    assert_eq!(
+        stream.on_request_body(&host, body.len(), true),
+        Flow::Continue
+    );
+    assert!(host.reply.borrow().is_none());
+
+    let big = post(br#"{"amount": 4200}"#, "POST");
+    let mut stream = Stream::new(Some(body_loaded(1024)), writer());
+    assert_eq!(stream.on_request_headers(&big, false), Flow::Stop);
+    assert_eq!(stream.on_request_body(&big, 16, true), Flow::Stop);
+    // No token, so the denial asks for one.
+    assert_eq!(big.reply.borrow().as_ref().map(|r| r.status), Some(401));
+}
+
+#[test]
+fn only_the_bounded_start_of_a_large_body_is_read() {
+    let body = vec![b'x'; 10 << 20];
+    let host = post(&body, "PUT");
+    let mut stream = Stream::new(Some(body_loaded(64)), writer());
+    assert_eq!(stream.on_request_headers(&host, false), Flow::Stop);
+    // 10 MiB buffered: the filter reads its first 64 bytes only, and the
+    // policy sees the body as truncated (and unparsed).
+    assert_eq!(
+        stream.on_request_body(&host, body.len(), false),
+        Flow::Continue
+    );
+    assert_eq!(*host.request_body_reads.borrow(), vec![64]);
+    // Later chunks pass without a second decision.
+    assert_eq!(stream.on_request_body(&host, 1 << 20, true), Flow::Continue);
+    assert_eq!(host.request_body_reads.borrow().len(), 1);
+}
+
+#[test]
+fn without_request_body_or_without_a_body_the_headers_decide() {
+    let host = post(b"", "POST");
+    let mut stream = Stream::new(Some(body_loaded(64)), writer());
+    // end_of_stream on the headers: no body is coming.
+    assert_eq!(stream.on_request_headers(&host, true), Flow::Stop);
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(401));
+    let host = MockHost::get("/health", &[], NOW);
+    let mut stream = Stream::new(Some(loaded("enforce")), writer());
+    assert_eq!(stream.on_request_headers(&host, false), Flow::Continue);
 }

@@ -67,6 +67,13 @@ impl Host for ProxyWasmHost {
         let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
     }
 
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
+            Ok(bytes) => Some(bytes.unwrap_or_default()),
+            Err(_) => None,
+        }
+    }
+
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
         match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
             Ok(bytes) => Some(bytes.unwrap_or_default()),
@@ -319,8 +326,23 @@ struct PalisadeHttp {
 impl Context for PalisadeHttp {}
 
 impl HttpContext for PalisadeHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match self.stream.on_request_headers(&ProxyWasmHost) {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self
+            .stream
+            .on_request_headers(&ProxyWasmHost, end_of_stream)
+        {
+            Flow::Continue => Action::Continue,
+            Flow::Stop => Action::Pause,
+        }
+    }
+
+    /// With `request_body` configured, the decision waits here: `Pause`
+    /// has Envoy buffer the body until enough of it has arrived.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self
+            .stream
+            .on_request_body(&ProxyWasmHost, body_size, end_of_stream)
+        {
             Flow::Continue => Action::Continue,
             Flow::Stop => Action::Pause,
         }

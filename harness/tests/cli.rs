@@ -63,7 +63,7 @@ fn check_runs_the_shared_cases_on_the_real_wasm() {
 #[test]
 fn check_reports_a_difference_with_the_command_to_rerun_it() {
     let open = std::env::temp_dir().join(format!("open-{}.rego", std::process::id()));
-    std::fs::write(&open, "package envoy.authz\nallow := true\n").unwrap();
+    std::fs::write(&open, "package envoy.authz\ndecision := true\n").unwrap();
     let o = palisade(&[
         "check",
         "--config",

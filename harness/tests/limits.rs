@@ -233,6 +233,7 @@ fn a_policy_reads_usage_and_demands_step_up_before_the_budget_runs_out() {
         "requests": {"limit": 60, "period_seconds": 60, "burst": 10},
         "records": {"limit": 100, "period_seconds": 300, "count": {"json_array": "/items"}}
     }]);
+    c["policy"]["decision"] = json!("data.envoy.authz.allow");
     c["policy"]["modules"] = json!({"step_up.rego": r#"package envoy.authz
 import rego.v1
 default allow := false
@@ -286,6 +287,7 @@ allow if "mfa" in input.token.payload.amr
 #[test]
 fn two_vms_on_a_fake_clock_refill_exactly_and_never_on_a_backwards_step() {
     let mut c = support::demo_config();
+    c["policy"]["decision"] = json!("data.envoy.authz.allow");
     c["policy"]["modules"] =
         json!({"open.rego": "package envoy.authz\nimport rego.v1\ndefault allow := true\n"});
     c["rate_limits"] = json!([{
@@ -369,6 +371,7 @@ fn two_vms_on_a_fake_clock_refill_exactly_and_never_on_a_backwards_step() {
 #[test]
 fn overlapping_budgets_charge_only_the_records_that_passed() {
     let mut c = support::demo_config();
+    c["policy"]["decision"] = json!("data.envoy.authz.allow");
     c["policy"]["modules"] = json!({"usage.rego": "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow := {\"allowed\": true, \"headers\": {\"x-usage\": json.marshal(input.usage)}}\n"});
     c["rate_limits"] = json!([
         {"name": "all-api", "match": {"path_prefix": "/api/v1"},

@@ -223,6 +223,9 @@ impl Envoy {
                                 "name": format!("palisade-{}", l.name),
                                 "root_id": "palisade",
                                 "failure_policy": "FAIL_CLOSED",
+                                // Lets the filter hold the headers while it
+                                // reads the body (`request_body`).
+                                "allow_on_headers_stop_iteration": true,
                                 "vm_config": {
                                     "vm_id": format!("vm-{}", l.name),
                                     "runtime": "envoy.wasm.runtime.v8",

@@ -49,6 +49,45 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &[u8])]) -
     parse(&read_response(&mut stream))
 }
 
+/// As [`request`], with a body (sent with `content-length` from another
+/// thread, so a server that answers before reading it all does not block
+/// the test).
+pub fn request_with_body(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: Vec<u8>,
+) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: customers.internal\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    stream.write_all(&head).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        // A refusal may close the connection mid-body: that is not an error here.
+        let _ = writer.write_all(&body);
+    });
+    let response = parse(&read_response(&mut stream));
+    // Unblocks the writer if the server stopped reading.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    response
+}
+
 /// Reads one response: the head, then `content-length` bytes, or chunks up to
 /// the last one, or (neither) to EOF. It does not wait for the server to
 /// close: Envoy holds a closing connection open for its delayed-close timeout.

@@ -257,6 +257,7 @@ fn incident_replay_stolen_credential_gets_at_most_the_record_budget() {
 fn records_are_counted_from_ndjson_and_from_an_upstream_header() {
     let up = Upstream::start();
     let mut config = demo_config();
+    config["policy"]["decision"] = json!("data.envoy.authz.allow");
     config["policy"]["modules"] = json!({"export.rego": r#"package envoy.authz
 import rego.v1
 default allow := false

@@ -40,6 +40,8 @@ pub struct PolicyDenial {
 /// Stable reasons a policy evaluation denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyReason {
+    /// Evaluation ran past `policy.max_eval_ms` and was stopped.
+    Timeout,
     /// `allowed: false` with a valid `step_up`: stronger or fresher
     /// authentication is required.
     StepUp,
@@ -58,6 +60,7 @@ impl DenyReason {
     pub fn code(self) -> &'static str {
         match self {
             DenyReason::StepUp => "step_up_required",
+            DenyReason::Timeout => "policy_timeout",
             DenyReason::Denied => "policy_denied",
             DenyReason::Undefined => "policy_undefined",
             DenyReason::Error => "policy_error",
@@ -97,6 +100,7 @@ fn deny(reason: DenyReason, detail: impl Into<String>) -> PolicyVerdict {
 pub fn interpret(result: Result<Value, String>) -> PolicyVerdict {
     let value = match result {
         Ok(v) => v,
+        Err(e) if crate::policy::is_time_limit(&e) => return deny(DenyReason::Timeout, e),
         Err(e) => return deny(DenyReason::Error, e),
     };
     match &value {

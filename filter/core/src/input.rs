@@ -11,6 +11,8 @@
 //! input.token          {provider, from_header, header, payload}  (verified tokens only)
 //! input.usage          {<rate limit>: {identity, requests, records}}  (limits covering the request)
 //! input.time           {now_ns}  (the host's clock: what OPA's `time.now_ns()` gives)
+//! input.attributes.request.http.body, input.parsed_body, input.truncated_body
+//!                      (with `request_body` configured and a body present, as OPA-Envoy)
 //! input.version        {"encoding": "protojson", "ext_authz": "v3"}
 //! ```
 //!
@@ -62,6 +64,9 @@ pub fn build_at(
     if let Some(protocol) = &request.protocol {
         http.push(("protocol", Value::from(protocol.as_str())));
     }
+    if let Some(body) = &request.body {
+        http.push(("body", Value::from(lossy(&body.bytes))));
+    }
 
     let mut source = vec![];
     if let Some(addr) = request.source_address.as_deref().and_then(socket_address) {
@@ -98,6 +103,12 @@ pub fn build_at(
             ]),
         ),
     ];
+    if let Some(body) = &request.body {
+        input.push(("truncated_body", Value::from(body.truncated)));
+        if let Some(parsed) = parsed_body(body, &text("content-type")) {
+            input.push(("parsed_body", parsed));
+        }
+    }
     if let Some(token) = token {
         input.push(("token", token.document.clone()));
     }
@@ -109,6 +120,20 @@ pub fn build_at(
         input.push(("time", object(vec![("now_ns", Value::from(ns))])));
     }
     object(input)
+}
+
+/// A whole JSON body (`application/json` or `…+json`), parsed; `None` for a
+/// truncated body, another type, or JSON that does not parse (serde_json
+/// refuses nesting deeper than 128, so a hostile body cannot exhaust the
+/// stack).
+fn parsed_body(body: &crate::request::Body, content_type: &str) -> Option<Value> {
+    let media = content_type.split(';').next()?.trim().to_ascii_lowercase();
+    let json = media == "application/json" || media.ends_with("+json");
+    if body.truncated || !json {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body.bytes).ok()?;
+    Some(Value::from(value))
 }
 
 fn object(fields: Vec<(&str, Value)>) -> Value {

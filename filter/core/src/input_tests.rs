@@ -17,7 +17,59 @@ fn request(path: &str, extra: &[(&[u8], &[u8])]) -> Request {
         source_address: Some("10.1.2.3:51234".into()),
         destination_address: Some("[::1]:10000".into()),
         source_principal: Some("spiffe://corp/ns/default/sa/export".into()),
+        body: None,
     }
+}
+
+fn with_body(content_type: &[u8], bytes: &[u8], truncated: bool) -> serde_json::Value {
+    let mut r = request("/", &[(b"content-type", content_type)]);
+    r.body = Some(crate::request::Body {
+        bytes: bytes.to_vec(),
+        truncated,
+    });
+    json_of(&build(&r, None, None))
+}
+
+#[test]
+fn a_json_body_is_given_parsed_as_opa_envoy_does() {
+    let input = with_body(
+        b"application/json; charset=utf-8",
+        br#"{"amount": 42}"#,
+        false,
+    );
+    assert_eq!(input["parsed_body"], json!({"amount": 42}));
+    assert_eq!(input["truncated_body"], false);
+    assert_eq!(
+        input["attributes"]["request"]["http"]["body"],
+        r#"{"amount": 42}"#
+    );
+    let vendor = with_body(b"application/vnd.api+json", b"[1]", false);
+    assert_eq!(vendor["parsed_body"], json!([1]));
+}
+
+#[test]
+fn a_body_that_cannot_be_parsed_whole_is_given_unparsed() {
+    // Truncated: half a document would mislead the policy.
+    let cut = with_body(b"application/json", br#"{"amount": 4"#, true);
+    assert_eq!(cut["truncated_body"], true);
+    assert!(cut.get("parsed_body").is_none());
+    // Not JSON by its type, or not JSON at all.
+    assert!(with_body(b"text/plain", b"{}", false)
+        .get("parsed_body")
+        .is_none());
+    assert!(with_body(b"application/json", b"{nope", false)
+        .get("parsed_body")
+        .is_none());
+    // Nested deeper than serde_json's limit: refused, not a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let input = with_body(b"application/json", deep.as_bytes(), false);
+    assert!(input.get("parsed_body").is_none());
+    // Not UTF-8: the raw body is replaced, never a crash.
+    let odd = with_body(b"application/octet-stream", b"\xff\xfe", false);
+    assert_eq!(
+        odd["attributes"]["request"]["http"]["body"],
+        "\u{fffd}\u{fffd}"
+    );
 }
 
 fn json_of(v: &Value) -> serde_json::Value {

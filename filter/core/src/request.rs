@@ -83,4 +83,16 @@ pub struct Request {
     pub destination_address: Option<String>,
     /// The mTLS peer's URI SAN (`connection.uri_san_peer_certificate`), e.g. a SPIFFE ID.
     pub source_principal: Option<String>,
+    /// The start of the request body, when the config asks for bodies
+    /// (`request_body`) and the request has one.
+    pub body: Option<Body>,
+}
+
+/// At most `request_body.max_bytes` of a request body: only that much is
+/// ever read from the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Body {
+    pub bytes: Vec<u8>,
+    /// More followed than was read.
+    pub truncated: bool,
 }

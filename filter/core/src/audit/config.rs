@@ -55,6 +55,11 @@ impl PersonalRoute {
     }
 }
 
+/// Request bodies are payload, not access: a record says a body was
+/// there (the erased pointers are listed) but never holds it.
+pub const ALWAYS_ERASED_PATHS: [&str; 2] =
+    ["/input/attributes/request/http/body", "/input/parsed_body"];
+
 /// What the audit trail records and keeps out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditConfig {
@@ -171,7 +176,10 @@ impl AuditConfig {
                 .iter()
                 .map(|p| (*p).to_owned())
                 .collect(),
-            erased_paths: Vec::new(),
+            erased_paths: ALWAYS_ERASED_PATHS
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
             labels: BTreeMap::new(),
             collector: None,
             alerts: None,
@@ -257,7 +265,11 @@ impl AuditConfig {
             sample_allows,
             erased_headers,
             secret_params,
-            erased_paths: raw.mask.paths.clone(),
+            erased_paths: ALWAYS_ERASED_PATHS
+                .iter()
+                .map(|p| (*p).to_owned())
+                .chain(raw.mask.paths.iter().cloned())
+                .collect(),
             labels: raw.labels.clone(),
             collector: raw.collector.as_ref().map(collector).transpose()?,
             alerts: raw.alerts.as_ref().map(webhook).transpose()?,

@@ -23,6 +23,9 @@ pub const MAX_LEEWAY_SECONDS: u64 = 300;
 /// Largest token cache a config may ask for.
 pub const MAX_TOKEN_CACHE: usize = 100_000;
 
+/// The most of a request body the filter reads (`request_body.max_bytes`).
+pub const MAX_REQUEST_BODY: usize = 1 << 20;
+
 /// A validated, compiled configuration. Immutable once built.
 #[derive(Debug)]
 pub struct Config {
@@ -36,6 +39,8 @@ pub struct Config {
     pub audit: crate::audit::config::AuditConfig,
     /// Client-sent headers that are not facts, and identity headers set on allow.
     pub request_headers: crate::sanitize::HeaderPolicy,
+    /// Bytes of a request body read for the policy, when asked for.
+    pub request_body_max: Option<usize>,
     /// Things that loaded but deserve a log line (e.g. skipped JWKs).
     pub warnings: Vec<String>,
 }
@@ -104,10 +109,21 @@ impl Config {
             }
             providers.push(provider);
         }
-        let policy = Policy::compile(
+        let time_limit = match raw.policy.max_eval_ms {
+            None => crate::policy::DEFAULT_TIME_LIMIT,
+            Some(ms @ 1..=1000) => std::time::Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(err(
+                    "policy.max_eval_ms",
+                    format!("{ms} is not between 1 and 1000"),
+                ))
+            }
+        };
+        let policy = Policy::compile_bounded(
             &raw.policy.modules,
             raw.policy.data.as_ref(),
             &raw.policy.decision,
+            time_limit,
         )
         .map_err(|e| err(format!("policy.{}", e.field), e.message))?;
         let token_cache_capacity = match raw.token_cache {
@@ -140,7 +156,23 @@ impl Config {
             .map_err(ConfigError)?;
         let request_headers = crate::sanitize::HeaderPolicy::compile(raw.request_headers.as_ref())
             .map_err(ConfigError)?;
+        let request_body_max = match &raw.request_body {
+            None => None,
+            Some(b) if (1..=MAX_REQUEST_BODY).contains(&b.max_bytes) => Some(b.max_bytes),
+            Some(b) => {
+                return Err(err(
+                    "request_body.max_bytes",
+                    format!("{} is not between 1 and {MAX_REQUEST_BODY}", b.max_bytes),
+                ))
+            }
+        };
+        if request_body_max.is_some() {
+            warnings.push(
+                "request_body: the Envoy Wasm filter must set `allow_on_headers_stop_iteration: true`, or requests with a body wait until Envoy's timeout (never reaching the upstream)".into(),
+            );
+        }
         Ok(Config {
+            request_body_max,
             mode: raw.mode,
             providers,
             policy,

@@ -24,6 +24,19 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     #[serde(default)]
     pub request_headers: Option<RawRequestHeaders>,
+    /// Give policies the start of request bodies (OPA-Envoy's
+    /// `with_request_body`).
+    #[serde(default)]
+    pub request_body: Option<RawRequestBody>,
+}
+
+/// How much of a request body the filter waits for and reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequestBody {
+    /// Bytes read at most (1 to 1048576); the rest passes unread and the
+    /// policy sees `truncated_body: true`.
+    pub max_bytes: usize,
 }
 
 /// Which client-sent headers are not facts, and which verified ones the
@@ -286,6 +299,10 @@ pub struct RawPolicy {
     #[serde(default)]
     pub data: Option<serde_json::Value>,
     pub decision: String,
+    /// Milliseconds one evaluation may run before it is stopped and the
+    /// request denied (`policy_timeout`); default 50, at most 1000.
+    #[serde(default)]
+    pub max_eval_ms: Option<u64>,
 }
 
 /// Bounds of the per-VM verified-token cache.

@@ -268,3 +268,43 @@ fn record_budgets_load() {
     j["rate_limits"][0]["records"]["count"] = json!({"xml": "/items"});
     assert!(load_err(&j).contains("unknown variant `xml`"));
 }
+
+#[test]
+fn the_evaluation_time_limit_is_bounded_and_named() {
+    let c = config(json!({}), ALLOW_ALL);
+    assert_eq!(c.policy.time_limit, crate::policy::DEFAULT_TIME_LIMIT);
+    let mut j = base();
+    j["policy"]["max_eval_ms"] = json!(5);
+    let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
+    assert_eq!(
+        c.map(|c| c.policy.time_limit),
+        Ok(std::time::Duration::from_millis(5))
+    );
+    for bad in [0, 1001] {
+        let mut j = base();
+        j["policy"]["max_eval_ms"] = json!(bad);
+        assert!(load_err(&j).starts_with("policy.max_eval_ms: "), "{bad}");
+    }
+}
+
+#[test]
+fn request_bodies_are_bounded_and_warn_about_the_envoy_setting() {
+    let mut j = base();
+    j["request_body"] = json!({"max_bytes": 4096});
+    let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
+    let c = c.unwrap();
+    assert_eq!(c.request_body_max, Some(4096));
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.contains("allow_on_headers_stop_iteration")));
+    assert_eq!(config(json!({}), ALLOW_ALL).request_body_max, None);
+    for bad in [json!({"max_bytes": 0}), json!({"max_bytes": 2_000_000})] {
+        let mut j = base();
+        j["request_body"] = bad;
+        assert!(load_err(&j).starts_with("request_body.max_bytes: "));
+    }
+    let mut j = base();
+    j["request_body"] = json!({"max_bytes": 10, "bytes": 1});
+    assert!(load_err(&j).starts_with("request_body.bytes: unknown field"));
+}

@@ -66,6 +66,72 @@ pub fn check_calls(engine: &Engine) -> Result<(), MissingFunction> {
     Ok(())
 }
 
+/// Builtins whose work grows with their arguments' values, not their size:
+/// `numbers.range(0, input.n)` allocates `input.n` numbers.
+const VALUE_BOUNDED: [&str; 2] = ["numbers.range", "numbers.range_step"];
+
+/// The most elements a range with literal bounds may have.
+const MAX_LITERAL_RANGE: f64 = 100_000.0;
+
+/// Refuses calls whose cost a request could choose: a range whose bounds
+/// are not number literals (a request value would set its size), or a
+/// literal range over [`MAX_LITERAL_RANGE`] elements.
+pub fn check_bounded(engine: &Engine) -> Result<(), MissingFunction> {
+    let policies = super::ast::modules(engine).ok_or_else(|| MissingFunction {
+        module: String::new(),
+        message: "cannot inspect the policy AST".into(),
+    })?;
+    for policy in &policies {
+        let module = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
+        let mut calls = Vec::new();
+        collect_call_nodes(&policy["ast"], &mut calls);
+        for call in calls {
+            let Some(name) = dotted(&call["fcn"]) else {
+                continue;
+            };
+            if !VALUE_BOUNDED.contains(&name.as_str()) {
+                continue;
+            }
+            let line = call["span"]["line"].as_u64().unwrap_or(0);
+            let bounds: Option<Vec<f64>> = call["params"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p["Number"]["value"].as_f64())
+                .collect();
+            let problem = match bounds.as_deref() {
+                Some([lo, hi, ..]) if (hi - lo).abs() <= MAX_LITERAL_RANGE => continue,
+                Some([_, _, ..]) => format!(
+                    "spans more than {MAX_LITERAL_RANGE} numbers"
+                ),
+                _ => "has bounds that are not number literals, so a request could choose its size; iterate the collection itself (`some i, x in arr`) instead".to_owned(),
+            };
+            return Err(MissingFunction {
+                module,
+                message: format!("line {line}: `{name}` {problem}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every `Call` node, in document order.
+fn collect_call_nodes<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
+    match node {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key == "Call" {
+                    out.push(child);
+                }
+                collect_call_nodes(child, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|c| collect_call_nodes(c, out)),
+        _ => {}
+    }
+}
+
 /// Finds `Call` nodes; returns `(dotted function name, line)`.
 fn collect_calls(node: &Value, out: &mut Vec<(String, u64)>) {
     match node {

@@ -8,9 +8,12 @@
 pub mod ast;
 pub mod builtins;
 
+use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
 use regorus::{CompiledPolicy, Engine, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
 
 /// A compiled policy with the decision it answers.
 #[derive(Debug, Clone)]
@@ -20,7 +23,19 @@ pub struct Policy {
     pub decision: String,
     /// SHA-256 over the modules and data, hex: identifies what decided.
     pub revision: String,
+    /// How long one evaluation may run before it is stopped (and denies).
+    pub time_limit: Duration,
 }
+
+/// Default bound on one evaluation: a policy takes tens of microseconds; a
+/// runaway one is stopped well before it starves the worker.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_millis(50);
+
+/// Evaluation steps between clock reads (regorus's cooperative timer).
+const CHECK_INTERVAL: NonZeroU32 = match NonZeroU32::new(64) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
 
 /// A compile failure, with the config field it concerns (under `policy.`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +58,16 @@ impl Policy {
         modules: &BTreeMap<String, String>,
         data: Option<&serde_json::Value>,
         decision: &str,
+    ) -> Result<Policy, PolicyError> {
+        Policy::compile_bounded(modules, data, decision, DEFAULT_TIME_LIMIT)
+    }
+
+    /// As [`Policy::compile`], with evaluations stopped after `time_limit`.
+    pub fn compile_bounded(
+        modules: &BTreeMap<String, String>,
+        data: Option<&serde_json::Value>,
+        decision: &str,
+        time_limit: Duration,
     ) -> Result<Policy, PolicyError> {
         if modules.is_empty() {
             return Err(perr("modules", "at least one Rego module is required"));
@@ -69,6 +94,8 @@ impl Policy {
         }
         builtins::check_calls(&engine)
             .map_err(|e| perr(format!("modules[{:?}]", e.module), e.message))?;
+        builtins::check_bounded(&engine)
+            .map_err(|e| perr(format!("modules[{:?}]", e.module), e.message))?;
         let compiled = engine
             .compile_with_entrypoint(&decision.into())
             .map_err(|e| {
@@ -81,6 +108,7 @@ impl Policy {
             compiled,
             decision: decision.to_owned(),
             revision: revision(modules, data),
+            time_limit,
         };
         // Smoke test: evaluating against an empty input must not fault for
         // reasons that are independent of the request.
@@ -95,6 +123,13 @@ impl Policy {
     /// Evaluates the decision for `input`. `Ok(Value::Undefined)` when no rule
     /// produced a value; `Err` for runtime errors (conflicts, bad builtin calls, ...).
     pub fn evaluate(&self, input: Value) -> Result<Value, String> {
+        // regorus reads the bound from a per-VM setting when it starts an
+        // evaluation; several configurations may share the VM, so each
+        // evaluation sets its own. The timer reads the WASI monotonic clock.
+        set_fallback_execution_timer_config(Some(ExecutionTimerConfig {
+            limit: self.time_limit,
+            check_interval: CHECK_INTERVAL,
+        }));
         self.compiled
             .eval_with_input(input)
             .map_err(|e| e.to_string())
@@ -103,7 +138,12 @@ impl Policy {
 
 /// Errors that would happen on every request, whatever it contains.
 fn is_load_time_fault(message: &str) -> bool {
-    message.contains("could not find function")
+    message.contains("could not find function") || is_time_limit(message)
+}
+
+/// True if `message` is regorus stopping an evaluation at the time limit.
+pub fn is_time_limit(message: &str) -> bool {
+    message.contains("execution exceeded time limit")
 }
 
 fn revision(modules: &BTreeMap<String, String>, data: Option<&serde_json::Value>) -> String {

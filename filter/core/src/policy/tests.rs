@@ -175,3 +175,78 @@ fn rules_are_found_by_name_prefix() {
         ]
     );
 }
+
+/// 4 million steps when `input.slow` is set: seconds of work unbounded.
+const RUNAWAY: &str = r#"package envoy.authz
+import rego.v1
+allow if {
+	input.slow
+	count([x | some i in numbers.range(1, 2000); some j in numbers.range(1, 2000); x := i * j]) > 0
+}
+allow if input.fast
+"#;
+
+#[test]
+fn a_runaway_evaluation_is_stopped_at_the_time_limit() {
+    let limit = Duration::from_millis(20);
+    let p =
+        Policy::compile_bounded(&modules(RUNAWAY), None, "data.envoy.authz.allow", limit).unwrap();
+    // regorus's timer reads the real clock, so the test measures it too.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let e = p.evaluate(Value::from(json!({"slow": true}))).unwrap_err();
+    let took = started.elapsed();
+    assert!(is_time_limit(&e), "{e}");
+    // Stopped near the bound, not after the seconds the work would take.
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // The next evaluation on this VM is not starved: it starts a fresh timer.
+    assert_eq!(
+        p.evaluate(Value::from(json!({"fast": true}))),
+        Ok(Value::from(true))
+    );
+    let crate::decision::PolicyVerdict::Deny(denial) = crate::decision::interpret(Err(e)) else {
+        panic!("a stopped evaluation must deny")
+    };
+    assert_eq!(denial.reason.code(), "policy_timeout");
+}
+
+#[test]
+fn a_policy_that_runs_away_on_every_request_fails_the_load() {
+    let always = "package envoy.authz\nimport rego.v1\nallow if count([x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := i * j]) > 0\n";
+    let e = Policy::compile_bounded(
+        &modules(always),
+        None,
+        "data.envoy.authz.allow",
+        Duration::from_millis(20),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "modules");
+    assert!(is_time_limit(&e.message), "{}", e.message);
+}
+
+#[test]
+fn ranges_a_request_could_size_are_refused_at_load() {
+    let e = compile(
+        "package envoy.authz\nimport rego.v1\nallow if count(numbers.range(1, input.n)) > 3\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "modules[\"authz.rego\"]");
+    assert!(
+        e.message
+            .starts_with("line 3: `numbers.range` has bounds that are not number literals"),
+        "{}",
+        e.message
+    );
+    let e = compile(
+        "package envoy.authz\nimport rego.v1\nallow if count(numbers.range(0, 1000000)) > 3\n",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("spans more than"), "{}", e.message);
+    let e = compile("package envoy.authz\nimport rego.v1\nallow if count(numbers.range_step(0, input.n, 1)) > 3\n")
+        .unwrap_err();
+    assert!(e.message.contains("numbers.range_step"), "{}", e.message);
+    assert!(
+        compile("package envoy.authz\nimport rego.v1\nallow if 3 in numbers.range(1, 10)\n")
+            .is_ok()
+    );
+}
