@@ -24,6 +24,9 @@ step "build the filter (.wasm)"
 cargo build -p palisade-filter --target wasm32-wasip1 --release --locked
 ls -l target/wasm32-wasip1/release/palisade_filter.wasm
 
+step "build the TEST-ONLY trapping filter (feature test-trap, its own profile)"
+cargo build -p palisade-filter --target wasm32-wasip1 --profile test-trap --features test-trap --locked
+
 step "Envoy validates the shipped sidecar config"
 "$ENVOY_BIN" --mode validate -c envoy/sidecar.yaml -l error
 

@@ -262,6 +262,11 @@ impl RootContext for PalisadeRoot {
         };
         match Config::from_json(&bytes) {
             Ok(config) => {
+                #[cfg(feature = "test-trap")]
+                host.log(
+                    LogLevel::Warn,
+                    "palisade: TEST-ONLY build (feature test-trap): a request can crash this VM; never deploy it",
+                );
                 for warning in &config.warnings {
                     host.log(
                         LogLevel::Warn,
@@ -327,6 +332,15 @@ impl Context for PalisadeHttp {}
 
 impl HttpContext for PalisadeHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-trap")]
+        if hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-palisade-test-trap")
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            // TEST-ONLY (feature `test-trap`): a crash mid-request.
+            core::arch::wasm32::unreachable();
+        }
         match self
             .stream
             .on_request_headers(&ProxyWasmHost, end_of_stream)

@@ -21,6 +21,10 @@ pub struct Listener {
     /// Envoy normalizes paths as the README requires (default). Off only
     /// to show the filter's own path checks.
     pub envoy_normalizes_paths: bool,
+    /// The filter module (default: the release `.wasm`).
+    pub wasm: Option<std::path::PathBuf>,
+    /// The Wasm filter's `failure_policy` (default `FAIL_CLOSED`).
+    pub failure_policy: &'static str,
 }
 
 impl Listener {
@@ -29,7 +33,16 @@ impl Listener {
             name: name.to_owned(),
             plugin_config,
             envoy_normalizes_paths: true,
+            wasm: None,
+            failure_policy: "FAIL_CLOSED",
         }
+    }
+
+    /// This listener running `wasm` under `failure_policy`.
+    pub fn with_module(mut self, wasm: std::path::PathBuf, failure_policy: &'static str) -> Self {
+        self.wasm = Some(wasm);
+        self.failure_policy = failure_policy;
+        self
     }
 
     /// This listener without Envoy's path normalization: what reaches the
@@ -222,14 +235,14 @@ impl Envoy {
                             "config": {
                                 "name": format!("palisade-{}", l.name),
                                 "root_id": "palisade",
-                                "failure_policy": "FAIL_CLOSED",
+                                "failure_policy": l.failure_policy,
                                 // Lets the filter hold the headers while it
                                 // reads the body (`request_body`).
                                 "allow_on_headers_stop_iteration": true,
                                 "vm_config": {
                                     "vm_id": format!("vm-{}", l.name),
                                     "runtime": "envoy.wasm.runtime.v8",
-                                    "code": {"local": {"filename": crate::wasm_path()}}
+                                    "code": {"local": {"filename": l.wasm.clone().unwrap_or_else(crate::wasm_path)}}
                                 },
                                 "configuration": {
                                     "@type": "type.googleapis.com/google.protobuf.StringValue",
