@@ -19,6 +19,8 @@ pub struct MockHost {
     pub response_chunk: RefCell<Vec<u8>>,
     /// The buffered request body; `request_body_reads` records each read's size.
     pub request_body: RefCell<Vec<u8>>,
+    /// The body of the HTTP call being answered.
+    pub call_response_body: RefCell<Vec<u8>>,
     pub request_body_reads: RefCell<Vec<usize>>,
     pub properties: BTreeMap<String, Vec<u8>>,
     pub now: Duration,
@@ -168,6 +170,10 @@ impl Host for MockHost {
         self.response_headers
             .borrow_mut()
             .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+    fn call_body(&self, size: usize) -> Option<Vec<u8>> {
+        let body = self.call_response_body.borrow();
+        body.get(..size.min(body.len())).map(<[u8]>::to_vec)
     }
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
         self.request_body_reads.borrow_mut().push(size);

@@ -3,6 +3,7 @@
 //! | denial | status | `WWW-Authenticate` |
 //! | --- | --- | --- |
 //! | invalid token | 401 | `Bearer error="invalid_token", error_description="…"` |
+//! | remote JWKS not fetched yet (`when_unavailable: unavailable`) | 503 + `Retry-After` | — |
 //! | no token and no mTLS identity, policy said no | 401 | `Bearer` |
 //! | policy asked for step-up (`step_up`) | 401 | `Bearer error="insufficient_user_authentication", …, acr_values="…", max_age="…"` (RFC 9470) |
 //! | policy said no, failed, or gave an invalid result | 403 | — |
@@ -14,12 +15,19 @@ use crate::host::LocalReply;
 use crate::stream::DECISION_ID_HEADER;
 use palisade_core::gate::{Denial, DenialKind};
 use palisade_core::ratelimit::limits::LimitDenial;
+use palisade_core::token::TokenError;
 use std::time::Duration;
 
 /// The reply for `denial`.
 pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
     let mut headers: Vec<(String, String)> = Vec::new();
     let (status, error) = match &denial.kind {
+        // The issuer's keys could not be fetched yet: Palisade's state, not
+        // the caller's fault, and worth a retry.
+        DenialKind::InvalidToken(TokenError::KeysUnavailable { retry: true }) => {
+            headers.push(("retry-after".into(), "5".into()));
+            (503, "unavailable")
+        }
         DenialKind::InvalidToken(e) => {
             headers.push((
                 "www-authenticate".into(),
@@ -180,7 +188,6 @@ pub fn unavailable(reason: &str, decision_id: &str) -> LocalReply {
 mod tests {
     use super::*;
     use palisade_core::decision::ReplyOverrides;
-    use palisade_core::token::TokenError;
 
     fn denial(kind: DenialKind, reason: &'static str) -> Denial {
         Denial {

@@ -14,6 +14,7 @@ use palisade_core::ratelimit::meter::{BodyAction, HeaderAction, ResponseMeter};
 use palisade_core::ratelimit::store::SharedStore;
 use palisade_core::request::{Headers, Request};
 use palisade_core::token::cache::TokenCache;
+use palisade_core::token::remote::RemoteKeys;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -31,6 +32,10 @@ pub struct Loaded {
     pub spikes: Option<palisade_core::audit::spike::DenialSpikes>,
     /// The host's shared data.
     pub store: Rc<dyn SharedStore>,
+    /// Keys fetched for providers with `remote_jwks`.
+    pub remote_keys: RefCell<RemoteKeys>,
+    /// JWKS fetches out: (call token, provider index).
+    jwks_calls: RefCell<Vec<(u32, usize)>>,
 }
 
 impl Loaded {
@@ -42,6 +47,7 @@ impl Loaded {
             use palisade_core::ratelimit::salt::{process_salt, random_salt};
             d.salted(process_salt(&*store, random_salt))
         });
+        let remote_keys = RefCell::new(RemoteKeys::new(&config.providers));
         Loaded {
             config,
             cache,
@@ -49,9 +55,118 @@ impl Loaded {
             decisions: Cell::new(0),
             spikes,
             store,
+            remote_keys,
+            jwks_calls: RefCell::new(Vec::new()),
         }
     }
+
+    /// Sends the JWKS fetches that are due (on configure and every tick).
+    pub fn fetch_keys(&self, host: &impl Host) {
+        let (Some(now), Ok(mut keys), Ok(mut calls)) = (
+            host.now(),
+            self.remote_keys.try_borrow_mut(),
+            self.jwks_calls.try_borrow_mut(),
+        ) else {
+            return;
+        };
+        for i in keys.due(&self.config.providers, now) {
+            let (Some(provider), Some(remote)) = (
+                self.config.providers.get(i),
+                self.config.providers.get(i).and_then(|p| p.remote.as_ref()),
+            ) else {
+                continue;
+            };
+            let headers = [
+                (":method", "GET"),
+                (":path", remote.path.as_str()),
+                (":authority", remote.authority.as_str()),
+                ("accept", "application/json"),
+            ];
+            match host.dispatch(&remote.cluster, &headers, b"", remote.timeout) {
+                Some(token) => calls.push((token, i)),
+                None => {
+                    keys.not_sent(i, now);
+                    host.count("palisade.jwks_fetch_failures", 1);
+                    host.log(
+                        LogLevel::Error,
+                        &format!(
+                            "palisade: provider {}: cannot fetch its JWKS through cluster `{}` (no such cluster?)",
+                            provider.name, remote.cluster
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Takes the answer to a JWKS fetch; false if `token` is not one.
+    pub fn keys_answered(&self, host: &impl Host, token: u32, body_size: usize) -> bool {
+        let Ok(mut calls) = self.jwks_calls.try_borrow_mut() else {
+            return false;
+        };
+        let Some(at) = calls.iter().position(|(t, _)| *t == token) else {
+            return false;
+        };
+        let (_, i) = calls.swap_remove(at);
+        drop(calls);
+        let (Some(now), Some(provider), Ok(mut keys)) = (
+            host.now(),
+            self.config.providers.get(i),
+            self.remote_keys.try_borrow_mut(),
+        ) else {
+            return true;
+        };
+        let status = host.call_status();
+        let body = if body_size > MAX_JWKS_BYTES {
+            Vec::new()
+        } else {
+            host.call_body(body_size).unwrap_or_default()
+        };
+        let status = if body_size > MAX_JWKS_BYTES {
+            Some(413)
+        } else {
+            status
+        };
+        match keys.fetched(i, provider, status, &body, now) {
+            Ok(installed) => {
+                host.count("palisade.jwks_fetches", 1);
+                for skipped in &installed.skipped {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("palisade: provider {}: JWKS {skipped}", provider.name),
+                    );
+                }
+                if installed.changed {
+                    // Verifications made with the old set are not reused.
+                    if let Ok(mut cache) = self.cache.try_borrow_mut() {
+                        cache.clear();
+                    }
+                    host.log(
+                        LogLevel::Info,
+                        &format!(
+                            "palisade: provider {}: {} key(s) from its JWKS",
+                            provider.name, installed.keys
+                        ),
+                    );
+                }
+            }
+            Err(e) => {
+                host.count("palisade.jwks_fetch_failures", 1);
+                host.log(
+                    LogLevel::Error,
+                    &format!(
+                        "palisade: provider {}: JWKS fetch failed, keeping the keys held: {e}",
+                        provider.name
+                    ),
+                );
+            }
+        }
+        true
+    }
 }
+
+/// A JWKS answer larger than this is refused unread.
+pub const MAX_JWKS_BYTES: usize = 1 << 20;
 
 /// How often the root context ticks: it ships audit records and alerts,
 /// sweeps stale rate-limit state and renews the audit chain's lease.
@@ -224,9 +339,14 @@ impl Stream {
             let Ok(mut cache) = loaded.cache.try_borrow_mut() else {
                 return self.refuse(host, &request, now, "internal_error");
             };
+            let Ok(remote) = loaded.remote_keys.try_borrow() else {
+                return self.refuse(host, &request, now, "internal_error");
+            };
             loaded
                 .config
-                .decide_timed(&request, now, &mut cache, &loaded.limits, &|| host.now())
+                .decide_timed(&request, now, &mut cache, &loaded.limits, &remote, &|| {
+                    host.now()
+                })
         };
         let id = decision_id(&request, now, Some(loaded));
         self.decision_id = id.clone();

@@ -526,3 +526,68 @@ fn without_request_body_or_without_a_body_the_headers_decide() {
     let mut stream = Stream::new(Some(loaded("enforce")), writer());
     assert_eq!(stream.on_request_headers(&host, false), Flow::Continue);
 }
+
+fn remote_loaded() -> Rc<Loaded> {
+    let config = json!({
+        "providers": [{
+            "name": "idp", "issuer": "https://idp.palisade.test", "audiences": ["customer-api"],
+            "algorithms": ["RS256"],
+            "remote_jwks": {"cluster": "idp", "path": "/.well-known/jwks.json", "authority": "idp.internal"},
+        }],
+        "policy": {"modules": {"authz.rego": POLICY}, "decision": "data.envoy.authz.allow"},
+    });
+    Rc::new(Loaded::new(
+        Config::from_json(config.to_string().as_bytes()).unwrap(),
+        Rc::new(palisade_core::ratelimit::store::MemoryStore::default()),
+    ))
+}
+
+#[test]
+fn remote_keys_are_fetched_through_the_cluster_and_gate_tokens_until_they_come() {
+    let loaded = remote_loaded();
+    let root = MockHost::get("/", &[], NOW);
+    loaded.fetch_keys(&root);
+    let calls = root.calls.borrow().clone();
+    assert_eq!(calls.len(), 1);
+    let (cluster, headers, _) = &calls[0];
+    assert_eq!(cluster, "idp");
+    assert!(headers.contains(&(":path".into(), "/.well-known/jwks.json".into())));
+    assert!(headers.contains(&(":authority".into(), "idp.internal".into())));
+
+    // Before the answer: a token cannot be checked, 503 with Retry-After,
+    // and the upstream is not reached.
+    let auth = format!("Bearer {}", token("alice"));
+    let host = MockHost::get("/api/v1/customers/1", &[("authorization", &auth)], NOW);
+    assert_eq!(run(Some(loaded.clone()), &host), Flow::Stop);
+    let reply = host.reply.borrow().clone().unwrap();
+    assert_eq!(reply.status, 503);
+    assert!(
+        reply.body.contains("token_keys_unavailable"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.iter().any(|(k, _)| k == "retry-after"));
+
+    // An answer that is not a JWKS changes nothing.
+    root.call_status.set(Some(502));
+    assert!(loaded.keys_answered(&root, 1, 0));
+    assert!(!loaded.keys_answered(&root, 1, 0), "answered once");
+    assert_eq!(
+        root.counters.borrow().get("palisade.jwks_fetch_failures"),
+        Some(&1)
+    );
+
+    // The JWKS arrives (a second fetch, after the backoff): the token verifies.
+    let later = MockHost::get("/", &[], NOW + Duration::from_secs(2));
+    loaded.fetch_keys(&later);
+    assert_eq!(later.calls.borrow().len(), 1);
+    later.call_status.set(Some(200));
+    *later.call_response_body.borrow_mut() = JWKS.as_bytes().to_vec();
+    assert!(loaded.keys_answered(&later, 1, JWKS.len()));
+    let host = MockHost::get("/api/v1/customers/1", &[("authorization", &auth)], NOW);
+    assert_eq!(run(Some(loaded.clone()), &host), Flow::Continue);
+    assert_eq!(host.upstream_header("x-subject").as_deref(), Some("alice"));
+
+    // Not a JWKS call: left to the audit trail.
+    assert!(!loaded.keys_answered(&later, 99, 0));
+}

@@ -121,6 +121,13 @@ impl Host for ProxyWasmHost {
             .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
     }
 
+    fn call_body(&self, size: usize) -> Option<Vec<u8>> {
+        match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size) {
+            Ok(bytes) => Some(bytes.unwrap_or_default()),
+            Err(_) => None,
+        }
+    }
+
     fn count(&self, name: &str, by: u64) {
         if let Some(id) = metric_id(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
@@ -217,14 +224,19 @@ impl Context for PalisadeRoot {
         true
     }
 
-    /// An audit upload or alert came back.
+    /// A JWKS fetch, an audit upload or an alert came back.
     fn on_http_call_response(
         &mut self,
         token_id: u32,
         _headers: usize,
-        _body: usize,
+        body_size: usize,
         _trailers: usize,
     ) {
+        if let Some(loaded) = &self.loaded {
+            if loaded.keys_answered(&ProxyWasmHost, token_id, body_size) {
+                return;
+            }
+        }
         crate::audit_log::answered(&ProxyWasmHost, &trail(), token_id);
     }
 }
@@ -286,6 +298,8 @@ impl RootContext for PalisadeRoot {
                 if hostcalls::set_tick_period(crate::stream::TICK_PERIOD).is_err() {
                     host.log(LogLevel::Warn, "palisade: no tick timer: idle rate-limit state is reclaimed only as buckets fill, and the audit chain's slot lease is not renewed");
                 }
+                // Remote JWKS are fetched at once, not at the first tick.
+                loaded.fetch_keys(&host);
                 self.loaded = Some(Rc::new(loaded));
                 true
             }
@@ -305,10 +319,12 @@ impl RootContext for PalisadeRoot {
         }
     }
 
-    /// Sweeps idle rate-limit state (the period is set in `on_configure`).
+    /// Sweeps idle rate-limit state and fetches JWKS that are due (the
+    /// period is set in `on_configure`).
     fn on_tick(&mut self) {
         if let Some(loaded) = &self.loaded {
             loaded.on_tick(&ProxyWasmHost);
+            loaded.fetch_keys(&ProxyWasmHost);
         }
         crate::stream::audit_tick(&trail(), self.loaded.as_deref(), &ProxyWasmHost);
     }

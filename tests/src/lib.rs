@@ -8,6 +8,7 @@
 pub mod collector;
 pub mod envoy;
 pub mod http;
+pub mod jwks_server;
 pub mod upstream;
 
 pub use palisade_harness::{cases, tokens};

@@ -12,7 +12,8 @@ use crate::ratelimit::meter::ResponseMeter;
 use crate::request::Request;
 use crate::token::cache::{cache_key, TokenCache};
 use crate::token::extract::find_token;
-use crate::token::verify::{verify, VerifiedToken};
+use crate::token::remote::RemoteKeys;
+use crate::token::verify::{verify_with, VerifiedToken};
 use crate::token::TokenError;
 use std::rc::Rc;
 use std::time::Duration;
@@ -111,24 +112,28 @@ impl Config {
         cache: &mut TokenCache,
         limits: &Limits,
     ) -> Evaluation {
-        self.decide_timed(request, now, cache, limits, &|| None)
+        self.decide_timed(request, now, cache, limits, &RemoteKeys::default(), &|| {
+            None
+        })
     }
 
-    /// As [`Config::decide`], timing verification and evaluation with
-    /// `clock` (the host's monotonic-enough clock; `None` when unavailable).
+    /// As [`Config::decide`], with the keys fetched for remote providers
+    /// (`remote`), timing verification and evaluation with `clock` (the
+    /// host's monotonic-enough clock; `None` when unavailable).
     pub fn decide_timed(
         &self,
         request: &Request,
         now: Duration,
         cache: &mut TokenCache,
         limits: &Limits,
+        remote: &RemoteKeys,
         clock: &dyn Fn() -> Option<Duration>,
     ) -> Evaluation {
         let since = |start: Option<Duration>| Some(clock()?.saturating_sub(start?));
         let enforced = self.mode == Mode::Enforce;
         let mut timings = Timings::default();
         let started = clock();
-        let authenticated = self.authenticate(request, now, cache);
+        let authenticated = self.authenticate(request, now, cache, remote);
         if !matches!(authenticated, Ok(None)) {
             timings.verify = since(started);
         }
@@ -217,6 +222,7 @@ impl Config {
         request: &Request,
         now: Duration,
         cache: &mut TokenCache,
+        remote: &RemoteKeys,
     ) -> Result<Option<Rc<VerifiedToken>>, TokenError> {
         let Some(found) = find_token(&request.headers, self.token_sources())? else {
             return Ok(None);
@@ -225,7 +231,13 @@ impl Config {
         if let Some(hit) = cache.get(&key, now) {
             return Ok(Some(hit));
         }
-        let verified = Rc::new(verify(found.token, found.header, &self.providers, now)?);
+        let verified = Rc::new(verify_with(
+            found.token,
+            found.header,
+            &self.providers,
+            remote,
+            now,
+        )?);
         cache.insert(key, verified.clone(), now);
         Ok(Some(verified))
     }

@@ -277,9 +277,28 @@ fn compile_provider(
         }
         sources.push(source);
     }
-    let (keys, skipped) = jwks::load_keys(&p.jwks.keys, &algorithms, &format!("{path}.jwks.keys"))
-        .map_err(ConfigError)?;
-    warnings.extend(skipped);
+    let (keys, remote) = match (&p.jwks, &p.remote_jwks) {
+        (Some(inline), None) => {
+            let (keys, skipped) =
+                jwks::load_keys(&inline.keys, &algorithms, &format!("{path}.jwks.keys"))
+                    .map_err(ConfigError)?;
+            warnings.extend(skipped);
+            (keys, None)
+        }
+        (None, Some(remote)) => (Vec::new(), Some(compile_remote(remote, path)?)),
+        (Some(_), Some(_)) => {
+            return Err(err(
+                format!("{path}.remote_jwks"),
+                "give `jwks` or `remote_jwks`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(err(
+                format!("{path}.jwks"),
+                "keys are required: `jwks` (inline) or `remote_jwks`",
+            ))
+        }
+    };
     Ok(Provider {
         name: p.name.clone(),
         issuer: p.issuer.clone(),
@@ -289,6 +308,57 @@ fn compile_provider(
         leeway_seconds: p.leeway_seconds,
         max_lifetime_seconds: p.max_lifetime_seconds,
         sources,
+        remote,
+    })
+}
+
+/// Bounds of `remote_jwks.cache_seconds`: often enough to pick up a
+/// rotation, rarely enough not to load the IdP.
+const CACHE_SECONDS: std::ops::RangeInclusive<u64> = 30..=86_400;
+
+fn compile_remote(
+    r: &crate::config::raw::RawRemoteJwks,
+    path: &str,
+) -> Result<crate::token::remote::RemoteJwks, ConfigError> {
+    use crate::token::remote::{RemoteJwks, Unavailable};
+    let here = format!("{path}.remote_jwks");
+    if r.cluster.is_empty() {
+        return Err(err(format!("{here}.cluster"), "must name an Envoy cluster"));
+    }
+    if !r.path.starts_with('/') {
+        return Err(err(format!("{here}.path"), "must start with /"));
+    }
+    let refresh = r.cache_seconds.unwrap_or(300);
+    if !CACHE_SECONDS.contains(&refresh) {
+        return Err(err(
+            format!("{here}.cache_seconds"),
+            format!("{refresh} is not between 30 and 86400"),
+        ));
+    }
+    let timeout = r.timeout_ms.unwrap_or(5_000);
+    if !(100..=30_000).contains(&timeout) {
+        return Err(err(
+            format!("{here}.timeout_ms"),
+            format!("{timeout} is not between 100 and 30000"),
+        ));
+    }
+    let when_unavailable = match r.when_unavailable.as_deref() {
+        None | Some("unavailable") => Unavailable::Retry,
+        Some("deny") => Unavailable::Deny,
+        Some(other) => {
+            return Err(err(
+                format!("{here}.when_unavailable"),
+                format!("`{other}` is not `unavailable` (503) or `deny` (401)"),
+            ))
+        }
+    };
+    Ok(RemoteJwks {
+        cluster: r.cluster.clone(),
+        path: r.path.clone(),
+        authority: r.authority.clone().unwrap_or_else(|| r.cluster.clone()),
+        refresh: std::time::Duration::from_secs(refresh),
+        timeout: std::time::Duration::from_millis(timeout),
+        when_unavailable,
     })
 }
 

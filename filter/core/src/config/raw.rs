@@ -265,7 +265,11 @@ pub struct RawProvider {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub algorithms: Vec<String>,
-    pub jwks: RawJwks,
+    /// Inline keys; or `remote_jwks` (exactly one of the two).
+    #[serde(default)]
+    pub jwks: Option<RawJwks>,
+    #[serde(default)]
+    pub remote_jwks: Option<RawRemoteJwks>,
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
     #[serde(default = "default_max_lifetime")]
@@ -280,6 +284,26 @@ pub struct RawProvider {
 #[serde(deny_unknown_fields)]
 pub struct RawJwks {
     pub keys: Vec<serde_json::Value>,
+}
+
+/// A JWKS fetched through an Envoy cluster (public API, see the README).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteJwks {
+    pub cluster: String,
+    /// e.g. `/.well-known/jwks.json`.
+    pub path: String,
+    /// `:authority` of the fetch (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Seconds a fetched set is used before it is fetched again (default 300).
+    #[serde(default)]
+    pub cache_seconds: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `unavailable` (503, default) or `deny` (401) while no keys are held.
+    #[serde(default)]
+    pub when_unavailable: Option<String>,
 }
 
 /// Where a bearer token is read from.

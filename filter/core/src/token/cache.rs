@@ -43,6 +43,12 @@ impl TokenCache {
         }
     }
 
+    /// Drops every entry (the keys they were verified with changed).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

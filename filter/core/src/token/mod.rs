@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod extract;
+pub mod remote;
 pub mod verify;
 
 use std::fmt;
@@ -40,6 +41,11 @@ pub enum TokenError {
     LifetimeTooLong,
     /// A registered claim has the wrong JSON type (e.g. a numeric `sub`).
     ClaimType(&'static str),
+    /// The provider's keys come from its JWKS endpoint and none are held
+    /// yet; `retry` when the config answers 503 rather than 401.
+    KeysUnavailable {
+        retry: bool,
+    },
 }
 
 impl TokenError {
@@ -64,6 +70,7 @@ impl TokenError {
             TokenError::IssuedInFuture => "token_issued_in_future",
             TokenError::LifetimeTooLong => "token_lifetime_too_long",
             TokenError::ClaimType(_) => "token_claim_type",
+            TokenError::KeysUnavailable { .. } => "token_keys_unavailable",
         }
     }
 
@@ -88,6 +95,7 @@ impl TokenError {
             TokenError::IssuedInFuture => "token issued in the future",
             TokenError::LifetimeTooLong => "token lifetime too long",
             TokenError::ClaimType(what) => what,
+            TokenError::KeysUnavailable { .. } => "the issuer's keys are not available yet",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! asked: each rule here has a negative test in `verify_tests.rs`.
 
 use super::extract::HeaderSource;
+use super::remote::{RemoteJwks, RemoteKeys, Unavailable};
 use super::TokenError;
 use crate::algorithm::Alg;
 use crate::jwks::VerificationKey;
@@ -29,6 +30,9 @@ pub struct Provider {
     pub leeway_seconds: u64,
     pub max_lifetime_seconds: u64,
     pub sources: Vec<HeaderSource>,
+    /// Keys come from this JWKS endpoint (then `keys` is empty), held per
+    /// VM in [`RemoteKeys`].
+    pub remote: Option<RemoteJwks>,
 }
 
 /// A token whose signature and claims checked out.
@@ -61,6 +65,17 @@ pub fn verify(
     providers: &[Provider],
     now: Duration,
 ) -> Result<VerifiedToken, TokenError> {
+    verify_with(token, from_header, providers, &RemoteKeys::default(), now)
+}
+
+/// As [`verify`], with the keys fetched for remote providers.
+pub fn verify_with(
+    token: &[u8],
+    from_header: &str,
+    providers: &[Provider],
+    remote: &RemoteKeys,
+    now: Duration,
+) -> Result<VerifiedToken, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::TooLarge);
     }
@@ -89,10 +104,27 @@ pub fn verify(
     let mut first_error = TokenError::BadIssuer;
     let candidates = providers
         .iter()
-        .filter(|p| p.issuer == issuer && p.sources.iter().any(|s| s.name == from_header));
-    for (i, provider) in candidates.enumerate() {
-        let outcome = check_signature(provider, alg, kid, &parts)
-            .and_then(|()| check_claims(provider, &payload, now));
+        .enumerate()
+        .filter(|(_, p)| p.issuer == issuer && p.sources.iter().any(|s| s.name == from_header));
+    for (i, (index, provider)) in candidates.enumerate() {
+        let keys = match &provider.remote {
+            None => Some(provider.keys.as_slice()),
+            Some(_) => remote.keys(index),
+        };
+        let outcome = match keys {
+            Some(keys) => check_signature(provider, keys, alg, kid, &parts),
+            None => Err(TokenError::KeysUnavailable {
+                retry: provider
+                    .remote
+                    .as_ref()
+                    .is_some_and(|r| r.when_unavailable == Unavailable::Retry),
+            }),
+        };
+        if outcome == Err(TokenError::UnknownKey) && provider.remote.is_some() {
+            // Perhaps a key rotated in: fetch the set again (rate-limited).
+            remote.note_unknown_kid(index);
+        }
+        let outcome = outcome.and_then(|()| check_claims(provider, &payload, now));
         match outcome {
             Ok(expires_at) => {
                 let token = VerifiedToken::new(provider, from_header, header, payload, expires_at);
@@ -201,6 +233,7 @@ fn decode_object(part: &[u8], what: &'static str) -> Result<Map<String, Value>, 
 
 fn check_signature(
     provider: &Provider,
+    keys: &[VerificationKey],
     alg: Alg,
     kid: Option<&str>,
     parts: &CompactParts<'_>,
@@ -210,8 +243,7 @@ fn check_signature(
     }
     let candidates: Vec<&VerificationKey> = match kid {
         Some(kid) => {
-            let key = provider
-                .keys
+            let key = keys
                 .iter()
                 .find(|k| k.kid.as_deref() == Some(kid))
                 .ok_or(TokenError::UnknownKey)?;
@@ -220,8 +252,7 @@ fn check_signature(
             }
             vec![key]
         }
-        None => provider
-            .keys
+        None => keys
             .iter()
             .filter(|k| k.algorithms.contains(&alg))
             .collect(),
