@@ -62,6 +62,9 @@ impl HeaderSource {
         if rest.is_empty() {
             return Err(TokenError::Malformed("empty token"));
         }
+        if rest.first() == Some(&b'{') {
+            return Err(TokenError::Unsupported); // JWS JSON serialization
+        }
         if rest.iter().any(|b| matches!(b, b' ' | b'\t' | b',')) {
             return Err(TokenError::Multiple);
         }
@@ -110,10 +113,19 @@ pub fn find_token<'h, 's>(
         let Some((name, value)) = occurrences.next() else {
             continue;
         };
-        if occurrences.next().is_some() || value.contains(&b',') {
+        if occurrences.next().is_some() {
             return Err(TokenError::Multiple);
         }
-        if let Some(token) = source.token_in(value)? {
+        let token = source.token_in(value);
+        // A JSON-serialized JWS holds commas, but it is one token of a
+        // kind Palisade does not accept: say so.
+        if token == Err(TokenError::Unsupported) {
+            return Err(TokenError::Unsupported);
+        }
+        if value.contains(&b',') {
+            return Err(TokenError::Multiple);
+        }
+        if let Some(token) = token? {
             if found.is_some() {
                 return Err(TokenError::Multiple);
             }
@@ -223,6 +235,22 @@ mod tests {
     fn comma_joined_credentials_are_invalid_whatever_the_scheme() {
         assert_eq!(
             find(&[("authorization", "Basic eDp5, Bearer a.b.c")]),
+            Err(TokenError::Multiple)
+        );
+    }
+
+    #[test]
+    fn a_json_serialized_jws_is_unsupported_not_mistaken_for_a_list() {
+        assert_eq!(
+            find(&[(
+                "authorization",
+                r#"Bearer {"payload":"e30","signatures":[{"signature":"AA"}]}"#
+            )]),
+            Err(TokenError::Unsupported)
+        );
+        // Still refused as a list when the token itself is compact.
+        assert_eq!(
+            find(&[("authorization", "Bearer a.b.c, {\"x\":1}")]),
             Err(TokenError::Multiple)
         );
     }
