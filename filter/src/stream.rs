@@ -230,6 +230,8 @@ pub struct Stream {
     spent: Vec<String>,
     /// A request held until the start of its body arrives (`request_body`).
     awaiting_body: Option<Request>,
+    /// Bytes of the held request's body buffered so far.
+    body_seen: usize,
 }
 
 impl Stream {
@@ -245,6 +247,7 @@ impl Stream {
             status: None,
             spent: Vec::new(),
             awaiting_body: None,
+            body_seen: 0,
         }
     }
 
@@ -307,6 +310,7 @@ impl Stream {
         if self.awaiting_body.is_none() {
             return Flow::Continue;
         }
+        self.body_seen = body_size;
         if body_size < max && !end_of_stream {
             return Flow::Stop;
         }
@@ -322,6 +326,35 @@ impl Stream {
         };
         request.body = Some(palisade_core::request::Body {
             truncated: body_size > max || (body_size == max && !end_of_stream),
+            bytes,
+        });
+        self.decide(host, &loaded, request, now)
+    }
+
+    /// Trailers end the request: one still waiting for its body is decided
+    /// now, on the body buffered so far. Never let through undecided.
+    pub fn on_request_trailers(&mut self, host: &impl Host) -> Flow {
+        let Some(loaded) = self.loaded.clone() else {
+            return Flow::Continue;
+        };
+        let Some(mut request) = self.awaiting_body.take() else {
+            return Flow::Continue;
+        };
+        let Some(now) = host.now() else {
+            return self.refuse(host, &request, self.started, "host_error");
+        };
+        let max = loaded.config.request_body_max.unwrap_or(0);
+        let read = self.body_seen.min(max);
+        let bytes = if read == 0 {
+            Vec::new()
+        } else {
+            match host.request_body(read) {
+                Some(bytes) => bytes,
+                None => return self.refuse(host, &request, now, "host_error"),
+            }
+        };
+        request.body = Some(palisade_core::request::Body {
+            truncated: self.body_seen > max,
             bytes,
         });
         self.decide(host, &loaded, request, now)

@@ -591,3 +591,31 @@ fn remote_keys_are_fetched_through_the_cluster_and_gate_tokens_until_they_come()
     // Not a JWKS call: left to the audit trail.
     assert!(!loaded.keys_answered(&later, 99, 0));
 }
+
+#[test]
+fn trailers_end_a_held_request_with_a_decision_never_a_pass() {
+    // HEADERS, a short DATA frame, then trailers: the body never reached
+    // max_bytes and never carried end_of_stream.
+    let host = post(br#"{"amount": 4200}"#, "POST");
+    let mut stream = Stream::new(Some(body_loaded(1024)), writer());
+    assert_eq!(stream.on_request_headers(&host, false), Flow::Stop);
+    assert_eq!(stream.on_request_body(&host, 16, false), Flow::Stop);
+    assert_eq!(stream.on_request_trailers(&host), Flow::Stop);
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(401));
+    assert_eq!(*host.request_body_reads.borrow(), vec![16]);
+
+    // The same with a body the policy allows: decided, then let through.
+    let host = post(br#"{"amount": 42}"#, "POST");
+    let mut stream = Stream::new(Some(body_loaded(1024)), writer());
+    assert_eq!(stream.on_request_headers(&host, false), Flow::Stop);
+    assert_eq!(stream.on_request_body(&host, 14, false), Flow::Stop);
+    assert_eq!(stream.on_request_trailers(&host), Flow::Continue);
+    assert!(host.reply.borrow().is_none());
+
+    // Headers then trailers, no body at all: decided on the empty body.
+    let host = post(b"", "POST");
+    let mut stream = Stream::new(Some(body_loaded(1024)), writer());
+    assert_eq!(stream.on_request_headers(&host, false), Flow::Stop);
+    assert_eq!(stream.on_request_trailers(&host), Flow::Stop);
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(401));
+}

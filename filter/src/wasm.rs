@@ -366,6 +366,15 @@ impl HttpContext for PalisadeHttp {
         }
     }
 
+    /// A request still waiting for its body is decided here (trailers end
+    /// it); returning `Continue` undecided would let it through.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        match self.stream.on_request_trailers(&ProxyWasmHost) {
+            Flow::Continue => Action::Continue,
+            Flow::Stop => Action::Pause,
+        }
+    }
+
     /// With `request_body` configured, the decision waits here: `Pause`
     /// has Envoy buffer the body until enough of it has arrived.
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

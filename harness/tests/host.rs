@@ -242,3 +242,45 @@ fn http_calls_are_recorded_and_answered() {
         "answered only once"
     );
 }
+
+/// With `request_body` set, a request whose body ends in trailers (before
+/// `max_bytes`) is decided when the trailers come, through the real `.wasm`:
+/// a denied one never reaches the upstream.
+#[test]
+fn a_body_ending_in_trailers_is_decided_not_passed() {
+    let mut config = support::demo_config();
+    config["policy"]["decision"] = "data.envoy.authz.allow".into();
+    config["policy"]["modules"] = serde_json::json!({"body.rego":
+        "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow if input.parsed_body.amount < 100\n"});
+    config["request_body"] = serde_json::json!({"max_bytes": 1024});
+    let mut vm = Vm::start(
+        support::module(),
+        config.to_string().as_bytes(),
+        FakeClock::at(NOW),
+        SharedSpace::new(),
+    )
+    .unwrap();
+    for (body, allowed) in [
+        (&br#"{"amount": 4200}"#[..], false),
+        (br#"{"amount": 42}"#, true),
+    ] {
+        let mut request = get("/api/v1/payments");
+        request.method = "POST".into();
+        request
+            .headers
+            .push((b"content-type".to_vec(), b"application/json".to_vec()));
+        request.body = body.to_vec();
+        request.trailers = vec![(b"x-checksum".to_vec(), b"abc".to_vec())];
+        let x = vm.handle(&request, &mut |_| UpstreamResponse::default());
+        assert_eq!(
+            x.upstream_request.is_some(),
+            allowed,
+            "{body:?}: {}",
+            x.status
+        );
+        assert_eq!(x.trap, None);
+        if !allowed {
+            assert_eq!(x.status, 401);
+        }
+    }
+}

@@ -74,7 +74,10 @@ fn keys_come_from_the_idp_and_rotate_under_load_without_5xx() {
     let alice = bearer("rs256");
 
     // The IdP is down: nobody gets in, and Palisade says why.
-    idp.wait_for_fetches(0, Duration::from_secs(5));
+    assert!(
+        idp.wait_for_fetches(0, Duration::from_secs(5)) > 0,
+        "Palisade fetches the JWKS at load"
+    );
     let r = read(retry, &alice);
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["reason"], "token_keys_unavailable");

@@ -21,7 +21,8 @@ pub enum PathProblem {
     Backslash,
     /// `%00`, or a raw control byte.
     ControlByte,
-    /// `%25` followed by two hex digits: another decoding changes the path.
+    /// `%25` in the path: a second decoding would change it (`%252e`,
+    /// `%25%32%65`).
     DoubleEncoding,
     /// A `%` not followed by two hex digits.
     BadEscape,
@@ -59,11 +60,13 @@ impl PathProblem {
             PathProblem::EncodedSlash => "the path holds an encoded slash or backslash (%2F, %5C)",
             PathProblem::Backslash => "the path holds a backslash",
             PathProblem::ControlByte => "the path holds a NUL or control byte",
-            PathProblem::DoubleEncoding => "the path is percent-encoded twice (%25XX)",
+            PathProblem::DoubleEncoding => {
+                "the path holds an encoded % (%25): it would decode twice"
+            }
             PathProblem::BadEscape => "the path holds a % that is not followed by two hex digits",
             PathProblem::DotSegment => "the path holds a . or .. segment",
             PathProblem::EmptySegment => "the path holds an empty segment (//)",
-            PathProblem::Parameter => "the path holds a ; parameter",
+            PathProblem::Parameter => "the path holds a ; parameter (plain or as %3B)",
             PathProblem::NotAscii => "the path holds bytes outside ASCII",
         }
     }
@@ -85,7 +88,7 @@ pub fn check(path: &[u8], method: &[u8], allow_parameters: bool) -> Result<(), P
     }
     check_bytes(path_part, true)?;
     check_bytes(query, false)?;
-    if !allow_parameters && path_part.contains(&b';') {
+    if !allow_parameters && (path_part.contains(&b';') || has_escape(path_part, b';')) {
         return Err(PathProblem::Parameter);
     }
     // Segments after the leading `/`; a trailing `/` is fine (`/a/`).
@@ -125,9 +128,10 @@ fn check_bytes(bytes: &[u8], is_path: bool) -> Result<(), PathProblem> {
                 match decoded {
                     0 => return Err(PathProblem::ControlByte),
                     b'/' | b'\\' if is_path => return Err(PathProblem::EncodedSlash),
-                    b'%' if is_path && hex_pair_at(bytes, i + 3) => {
-                        return Err(PathProblem::DoubleEncoding)
-                    }
+                    // Any encoded `%` in the path: whatever follows it
+                    // (`%252e`, `%25%32%65`) means something else after
+                    // one more decoding.
+                    b'%' if is_path => return Err(PathProblem::DoubleEncoding),
                     _ => {}
                 }
                 i += 3;
@@ -150,10 +154,9 @@ fn escape_at(bytes: &[u8], at: usize) -> Option<u8> {
     Some(hi << 4 | lo)
 }
 
-/// Two hex digits at `at` (what follows a decoded `%25` in a double encoding).
-fn hex_pair_at(bytes: &[u8], at: usize) -> bool {
-    let digit = |i| bytes.get(i).copied().and_then(hex).is_some();
-    digit(at) && digit(at + 1)
+/// True if `bytes` holds `%XX` encoding `byte`.
+fn has_escape(bytes: &[u8], byte: u8) -> bool {
+    (0..bytes.len()).any(|i| escape_at(bytes, i) == Some(byte))
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -202,6 +205,7 @@ mod tests {
             "/a/.hidden",
             "/names/J%C3%BCrgen",
             "/search?q=%25",
+            "/search?q=a%3Bb",
         ] {
             assert_eq!(get(ok), Ok(()), "{ok}");
         }
@@ -224,6 +228,11 @@ mod tests {
             ("/api/v1/cu\tstomers", ControlByte),
             ("/api/v1/customers/%252e%252e/admin", DoubleEncoding),
             ("/api/v1/%252F", DoubleEncoding),
+            ("/api/v1/customers/42/%25%32%65%25%32%65/43", DoubleEncoding),
+            ("/api/v1/customers/%25%32%46admin", DoubleEncoding),
+            ("/api/v1/%25", DoubleEncoding),
+            ("/api/v1/customers/42%3Bx", Parameter),
+            ("/api/v1/customers/..%3bx/43", Parameter),
             ("/api/v1/%zz", BadEscape),
             ("/api/v1/%2", BadEscape),
             ("/api/v1/customers?x=%g1", BadEscape),

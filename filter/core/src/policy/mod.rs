@@ -31,6 +31,9 @@ pub struct Policy {
 /// runaway one is stopped well before it starves the worker.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_millis(50);
 
+/// The bound on the load-time smoke evaluation (or the policy's own, if larger).
+const LOAD_TIME_LIMIT: Duration = Duration::from_secs(1);
+
 /// Evaluation steps between clock reads (regorus's cooperative timer).
 const CHECK_INTERVAL: NonZeroU32 = match NonZeroU32::new(64) {
     Some(n) => n,
@@ -111,8 +114,10 @@ impl Policy {
             time_limit,
         };
         // Smoke test: evaluating against an empty input must not fault for
-        // reasons that are independent of the request.
-        if let Err(e) = policy.evaluate(Value::new_object()) {
+        // reasons that are independent of the request. Its bound is
+        // generous, so a busy host does not refuse a sound policy.
+        let smoke_limit = time_limit.max(LOAD_TIME_LIMIT);
+        if let Err(e) = policy.evaluate_within(Value::new_object(), smoke_limit) {
             if is_load_time_fault(&e) {
                 return Err(perr("modules", e));
             }
@@ -123,11 +128,16 @@ impl Policy {
     /// Evaluates the decision for `input`. `Ok(Value::Undefined)` when no rule
     /// produced a value; `Err` for runtime errors (conflicts, bad builtin calls, ...).
     pub fn evaluate(&self, input: Value) -> Result<Value, String> {
+        self.evaluate_within(input, self.time_limit)
+    }
+
+    /// As [`Policy::evaluate`], stopped after `limit`.
+    fn evaluate_within(&self, input: Value, limit: Duration) -> Result<Value, String> {
         // regorus reads the bound from a per-VM setting when it starts an
         // evaluation; several configurations may share the VM, so each
         // evaluation sets its own. The timer reads the WASI monotonic clock.
         set_fallback_execution_timer_config(Some(ExecutionTimerConfig {
-            limit: self.time_limit,
+            limit,
             check_interval: CHECK_INTERVAL,
         }));
         self.compiled

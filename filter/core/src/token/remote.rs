@@ -49,6 +49,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 struct Slot {
     keys: Option<Vec<VerificationKey>>,
+    /// SHA-256 of the installed keys' JWKs: a key replaced under the same
+    /// `kid` is a change too.
+    fingerprint: Option<[u8; 32]>,
     /// When the next scheduled fetch is due.
     next_fetch: Duration,
     /// A fetch is out until then (its timeout, plus a margin).
@@ -71,8 +74,9 @@ pub struct RemoteKeys {
 pub struct Installed {
     /// Keys now held.
     pub keys: usize,
-    /// The `kid`s differ from the set before: cached verifications made
-    /// with the old set should be dropped.
+    /// The keys differ from the set before (any key added, removed or
+    /// replaced, `kid` or not): cached verifications made with the old set
+    /// should be dropped.
     pub changed: bool,
     /// Keys of the answer that were skipped (not for an allowed algorithm).
     pub skipped: Vec<String>,
@@ -121,7 +125,10 @@ impl RemoteKeys {
             }
             slot.kid_wanted.set(false);
             if by_kid || now >= slot.next_fetch {
-                slot.in_flight_until = Some(now + remote.timeout + Duration::from_secs(1));
+                slot.in_flight_until = Some(
+                    now.saturating_add(remote.timeout)
+                        .saturating_add(Duration::from_secs(1)),
+                );
                 due.push(i);
             }
         }
@@ -134,7 +141,7 @@ impl RemoteKeys {
         if let Some(slot) = self.slot_mut(i) {
             slot.in_flight_until = None;
             slot.failures = slot.failures.saturating_add(1);
-            slot.next_fetch = now + backoff(slot.failures);
+            slot.next_fetch = now.saturating_add(backoff(slot.failures));
         }
     }
 
@@ -158,15 +165,13 @@ impl RemoteKeys {
         };
         slot.in_flight_until = None;
         match outcome {
-            Ok((keys, skipped)) => {
-                let kids = |keys: &[VerificationKey]| -> Vec<Option<String>> {
-                    keys.iter().map(|k| k.kid.clone()).collect()
-                };
-                let changed = slot.keys.as_deref().map(kids) != Some(kids(&keys));
+            Ok((keys, skipped, fingerprint)) => {
+                let changed = slot.fingerprint != Some(fingerprint);
                 let count = keys.len();
                 slot.keys = Some(keys);
+                slot.fingerprint = Some(fingerprint);
                 slot.failures = 0;
-                slot.next_fetch = now + remote.refresh;
+                slot.next_fetch = now.saturating_add(remote.refresh);
                 Ok(Installed {
                     keys: count,
                     changed,
@@ -175,7 +180,7 @@ impl RemoteKeys {
             }
             Err(e) => {
                 slot.failures = slot.failures.saturating_add(1);
-                slot.next_fetch = now + backoff(slot.failures).min(remote.refresh);
+                slot.next_fetch = now.saturating_add(backoff(slot.failures).min(remote.refresh));
                 Err(e)
             }
         }
@@ -190,12 +195,12 @@ impl RemoteKeys {
     }
 }
 
+/// A JWKS answer that passed: its keys, the warnings for keys skipped, and
+/// the fingerprint of what it holds.
+type Parsed = (Vec<VerificationKey>, Vec<String>, [u8; 32]);
+
 /// A JWKS answer, held to the rules of inline keys.
-fn parse(
-    provider: &Provider,
-    status: Option<u16>,
-    body: &[u8],
-) -> Result<(Vec<VerificationKey>, Vec<String>), String> {
+fn parse(provider: &Provider, status: Option<u16>, body: &[u8]) -> Result<Parsed, String> {
     match status {
         Some(200) => {}
         Some(s) => return Err(format!("the JWKS endpoint answered {s}")),
@@ -210,7 +215,14 @@ fn parse(
     if keys.is_empty() {
         return Err("the JWKS holds no usable signing key".into());
     }
-    Ok((keys, skipped))
+    Ok((keys, skipped, fingerprint(&doc["keys"])))
+}
+
+/// SHA-256 over the JWKs as JSON (serde_json writes object members sorted,
+/// so the same keys in another member order are the same set).
+fn fingerprint(jwks: &Value) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(jwks.to_string().as_bytes()).into()
 }
 
 /// 1, 2, 4 … seconds, at most [`MAX_BACKOFF`].

@@ -128,6 +128,23 @@ fn an_unknown_kid_asks_for_a_fetch_at_most_once_a_minute() {
         .fetched(0, p, Some(200), JWKS.as_bytes(), NOW + 400 * SECOND)
         .unwrap();
     assert!(!again.changed, "the same set is no change");
+    // A key replaced under the same kid (a compromised key swapped out)
+    // is a change: cached verifications made with it must go.
+    let mut swapped: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+    let attacker: serde_json::Value = serde_json::from_str(ATTACKER_JWKS).unwrap();
+    swapped["keys"][0]["n"] = attacker["keys"][0]["n"].clone();
+    assert_eq!(swapped["keys"][0]["kid"], "test-rs256");
+    let replaced = keys
+        .fetched(
+            0,
+            p,
+            Some(200),
+            swapped.to_string().as_bytes(),
+            NOW + 700 * SECOND,
+        )
+        .unwrap();
+    assert!(replaced.changed, "same kids, another key");
+    assert_eq!(check(&c, &keys), Err(TokenError::BadSignature));
 }
 
 #[test]
