@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy on the host and on
 # wasm32-wasip1, the .wasm build, validation of the shipped Envoy configs by
-# Envoy itself, the native and real-Envoy test suites, and the demo.
+# Envoy itself, the native and real-Envoy test suites, the demo, and a short
+# fuzz run of the core (fuzz/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,10 @@ cargo test --workspace --locked 2>&1 | tee "$LOG"
 
 step "demo (real Envoy, shipped config)"
 scripts/demo.sh
+
+step "fuzz (cargo-fuzz, 20 s per target, from fuzz/seeds)"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+fuzz/run.sh 20
 
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$LOG"

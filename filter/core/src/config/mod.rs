@@ -64,8 +64,8 @@ fn err(path: impl fmt::Display, msg: impl fmt::Display) -> ConfigError {
 impl Config {
     /// Parses, validates and compiles the JSON plugin configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if path == "." {
@@ -74,6 +74,10 @@ impl Config {
                 err(path, inner)
             }
         })?;
+        // One document, nothing after it: a pasted-twice or truncated config
+        // must not load as its first half.
+        de.end()
+            .map_err(|e| ConfigError(format!("config: after the JSON object: {e}")))?;
         Config::compile(raw)
     }
 

@@ -308,3 +308,22 @@ fn request_bodies_are_bounded_and_warn_about_the_envoy_setting() {
     j["request_body"] = json!({"max_bytes": 10, "bytes": 1});
     assert!(load_err(&j).starts_with("request_body.bytes: unknown field"));
 }
+
+#[test]
+fn anything_after_the_config_object_is_refused() {
+    let j = base().to_string();
+    for tail in [" {", "x", "{}", "]"] {
+        let e = Config::from_json(format!("{j}{tail}").as_bytes())
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("config: after the JSON object: "),
+            "{tail}: {e}"
+        );
+    }
+    assert!(
+        Config::from_json(format!("{j}\n  ").as_bytes()).is_ok(),
+        "whitespace is fine"
+    );
+}

@@ -250,3 +250,33 @@ fn ranges_a_request_could_size_are_refused_at_load() {
             .is_ok()
     );
 }
+
+#[test]
+fn deeply_nested_modules_are_refused_before_the_parser_sees_them() {
+    // 90 levels: regorus would take hours.
+    let deep = format!("package envoy.authz\nx := {}1\n", "{".repeat(90));
+    let e = compile(&deep).unwrap_err();
+    assert_eq!(e.field, "modules[\"authz.rego\"]");
+    assert!(
+        e.message
+            .starts_with("line 2: `{` and `[` nest deeper than 12"),
+        "{}",
+        e.message
+    );
+    let arrays = format!(
+        "package envoy.authz\nallow if {{\n  x := {}1{}\n}}\n",
+        "[".repeat(20),
+        "]".repeat(20)
+    );
+    assert!(compile(&arrays).unwrap_err().message.starts_with("line 3:"));
+    // Brackets in strings and comments do not count; real nesting does up to the bound.
+    let fine = format!(
+        "package envoy.authz\n# {}\nallow if {{\n  s := \"{}\\\"\"\n  r := `{}`\n  x := {}1{}\n  count(x) > 0\n}}\n",
+        "{".repeat(40),
+        "[".repeat(40),
+        "{".repeat(40),
+        "[".repeat(10),
+        "]".repeat(10)
+    );
+    assert!(compile(&fine).is_ok(), "{:?}", compile(&fine).err());
+}
