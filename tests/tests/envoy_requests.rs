@@ -25,7 +25,10 @@ const TRICKS: &[(&str, &str)] = &[
     ("/api/v1/customers/42\\..\\43", "path_backslash"),
     ("/api/v1/customers/42%00", "path_control_byte"),
     ("/api/v1/customers/42/%252e%252e/43", "path_double_encoded"),
-    ("/api/v1/customers/42/%25%32%65%25%32%65/43", "path_double_encoded"),
+    (
+        "/api/v1/customers/42/%25%32%65%25%32%65/43",
+        "path_double_encoded",
+    ),
     ("/api/v1/customers/43%3Bx=42", "path_parameter"),
     ("/api/v1/customers/42/../43", "path_dot_segment"),
     ("/api/v1/customers/42/%2e%2e/43", "path_dot_segment"),
