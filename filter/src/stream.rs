@@ -85,7 +85,7 @@ impl Loaded {
             match host.dispatch(&remote.cluster, &headers, b"", remote.timeout) {
                 Some(token) => calls.push((token, i)),
                 None => {
-                    keys.not_sent(i, now);
+                    keys.failed(i, now);
                     host.count("palisade.jwks_fetch_failures", 1);
                     host.log(
                         LogLevel::Error,
@@ -116,18 +116,16 @@ impl Loaded {
         ) else {
             return true;
         };
-        let status = host.call_status();
-        let body = if body_size > MAX_JWKS_BYTES {
-            Vec::new()
+        let fetched = if body_size > MAX_JWKS_BYTES {
+            keys.failed(i, now);
+            Err(format!(
+                "its answer is {body_size} bytes, over {MAX_JWKS_BYTES}; refused unread"
+            ))
         } else {
-            host.call_body(body_size).unwrap_or_default()
+            let body = host.call_body(body_size).unwrap_or_default();
+            keys.fetched(i, provider, host.call_status(), &body, now)
         };
-        let status = if body_size > MAX_JWKS_BYTES {
-            Some(413)
-        } else {
-            status
-        };
-        match keys.fetched(i, provider, status, &body, now) {
+        match fetched {
             Ok(installed) => {
                 host.count("palisade.jwks_fetches", 1);
                 for skipped in &installed.skipped {
@@ -314,36 +312,38 @@ impl Stream {
         if body_size < max && !end_of_stream {
             return Flow::Stop;
         }
-        let Some(mut request) = self.awaiting_body.take() else {
-            return Flow::Continue;
-        };
-        let Some(now) = host.now() else {
-            return self.refuse(host, &request, self.started, "host_error");
-        };
-        let read = body_size.min(max);
-        let Some(bytes) = host.request_body(read) else {
-            return self.refuse(host, &request, now, "host_error");
-        };
-        request.body = Some(palisade_core::request::Body {
-            truncated: body_size > max || (body_size == max && !end_of_stream),
-            bytes,
-        });
-        self.decide(host, &loaded, request, now)
+        let truncated = body_size > max || (body_size == max && !end_of_stream);
+        self.decide_on_body(host, &loaded, max, truncated)
     }
 
     /// Trailers end the request: one still waiting for its body is decided
     /// now, on the body buffered so far. Never let through undecided.
     pub fn on_request_trailers(&mut self, host: &impl Host) -> Flow {
-        let Some(loaded) = self.loaded.clone() else {
+        let (Some(loaded), Some(max)) = (
+            self.loaded.clone(),
+            self.loaded.as_ref().and_then(|l| l.config.request_body_max),
+        ) else {
             return Flow::Continue;
         };
+        let truncated = self.body_seen > max;
+        self.decide_on_body(host, &loaded, max, truncated)
+    }
+
+    /// Decides on the held request with the start of its buffered body:
+    /// at most `max` bytes are read.
+    fn decide_on_body(
+        &mut self,
+        host: &impl Host,
+        loaded: &Rc<Loaded>,
+        max: usize,
+        truncated: bool,
+    ) -> Flow {
         let Some(mut request) = self.awaiting_body.take() else {
             return Flow::Continue;
         };
         let Some(now) = host.now() else {
             return self.refuse(host, &request, self.started, "host_error");
         };
-        let max = loaded.config.request_body_max.unwrap_or(0);
         let read = self.body_seen.min(max);
         let bytes = if read == 0 {
             Vec::new()
@@ -353,11 +353,8 @@ impl Stream {
                 None => return self.refuse(host, &request, now, "host_error"),
             }
         };
-        request.body = Some(palisade_core::request::Body {
-            truncated: self.body_seen > max,
-            bytes,
-        });
-        self.decide(host, &loaded, request, now)
+        request.body = Some(palisade_core::request::Body { truncated, bytes });
+        self.decide(host, loaded, request, now)
     }
 
     /// Decides on a request whose facts are complete, and applies the answer.

@@ -135,9 +135,10 @@ impl RemoteKeys {
         due
     }
 
-    /// The fetch for provider `i` did not go out (the host refused it):
-    /// retry after a backoff.
-    pub fn not_sent(&mut self, i: usize, now: Duration) {
+    /// The fetch for provider `i` failed before its answer could be read
+    /// (the host refused to send it, or the answer was too large): retry
+    /// after a backoff, keeping the keys held.
+    pub fn failed(&mut self, i: usize, now: Duration) {
         if let Some(slot) = self.slot_mut(i) {
             slot.in_flight_until = None;
             slot.failures = slot.failures.saturating_add(1);

@@ -90,7 +90,7 @@ fn failures_back_off_and_a_fetch_that_never_answers_is_retried() {
         t += wait * SECOND;
         assert_eq!(keys.due(&c.providers, t), vec![0], "after {wait} s");
     }
-    keys.not_sent(0, t);
+    keys.failed(0, t);
     assert!(keys.due(&c.providers, t).is_empty());
 }
 
