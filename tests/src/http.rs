@@ -30,14 +30,37 @@ impl Response {
 /// Sends `method path` to `127.0.0.1:port` with raw header lines (bytes, so
 /// tests can send non-UTF-8 values).
 pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
-    // Longer than Envoy's 15 s route timeout: a slow upstream is a 504, not a hang here.
+    let mut stream = connect(port);
+    stream
+        .write_all(&head(method, path, headers, None))
+        .unwrap();
+    parse(&read_response(&mut stream))
+}
+
+/// A connection to Envoy, reading with a timeout longer than Envoy's 15 s
+/// route timeout: a slow upstream is a 504, not a hang here.
+fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    stream
+}
+
+/// The request line and headers, one request per connection, with
+/// `content-length` when a body follows.
+fn head(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    content_length: Option<usize>,
+) -> Vec<u8> {
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nhost: customers.internal\r\nconnection: close\r\n")
             .into_bytes();
+    if let Some(n) = content_length {
+        req.extend_from_slice(format!("content-length: {n}\r\n").as_bytes());
+    }
     for (name, value) in headers {
         req.extend_from_slice(name.as_bytes());
         req.extend_from_slice(b": ");
@@ -45,8 +68,7 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &[u8])]) -
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"\r\n");
-    stream.write_all(&req).unwrap();
-    parse(&read_response(&mut stream))
+    req
 }
 
 /// As [`request`], with a body (sent with `content-length` from another
@@ -59,23 +81,10 @@ pub fn request_with_body(
     headers: &[(&str, &[u8])],
     body: Vec<u8>,
 ) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
+    let mut stream = connect(port);
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .write_all(&head(method, path, headers, Some(body.len())))
         .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: customers.internal\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    for (name, value) in headers {
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value);
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    stream.write_all(&head).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         // A refusal may close the connection mid-body: that is not an error here.
