@@ -23,14 +23,29 @@ pub fn available() -> Vec<&'static str> {
     names
 }
 
+/// Every load-time check on the compiled modules (calls resolve, and
+/// value-sized builtins have literal bounds), over one reading of their AST.
+pub fn check_all(engine: &Engine) -> Result<(), MissingFunction> {
+    let policies = modules(engine)?;
+    calls_resolve(&policies)?;
+    calls_bounded(&policies)
+}
+
+/// Every call names a builtin of this build or a function of the policy.
 pub fn check_calls(engine: &Engine) -> Result<(), MissingFunction> {
-    let policies = super::ast::modules(engine).ok_or_else(|| MissingFunction {
+    calls_resolve(&modules(engine)?)
+}
+
+fn modules(engine: &Engine) -> Result<Vec<Value>, MissingFunction> {
+    super::ast::modules(engine).ok_or_else(|| MissingFunction {
         module: String::new(),
         message: "cannot inspect the policy AST".into(),
-    })?;
+    })
+}
 
+fn calls_resolve(policies: &[Value]) -> Result<(), MissingFunction> {
     let mut defined = BTreeSet::new();
-    for policy in &policies {
+    for policy in policies {
         let module = &policy["ast"];
         let package = dotted(&module["package"]["refr"]).unwrap_or_default();
         for rule in module["rules"]
@@ -44,11 +59,15 @@ pub fn check_calls(engine: &Engine) -> Result<(), MissingFunction> {
         }
     }
 
-    for policy in &policies {
+    for policy in policies {
         let module_name = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
         let mut calls = Vec::new();
-        collect_calls(&policy["ast"], &mut calls);
-        for (name, line) in calls {
+        collect_call_nodes(&policy["ast"], &mut calls);
+        for call in calls {
+            let Some(name) = dotted(&call["fcn"]) else {
+                continue;
+            };
+            let line = call["span"]["line"].as_u64().unwrap_or(0);
             let is_builtin =
                 name == "print" || regorus::unstable::BUILTINS.contains_key(name.as_str());
             let suffix = format!(".{name}");
@@ -76,12 +95,8 @@ const MAX_LITERAL_RANGE: f64 = 100_000.0;
 /// Refuses calls whose cost a request could choose: a range whose bounds
 /// are not number literals (a request value would set its size), or a
 /// literal range over [`MAX_LITERAL_RANGE`] elements.
-pub fn check_bounded(engine: &Engine) -> Result<(), MissingFunction> {
-    let policies = super::ast::modules(engine).ok_or_else(|| MissingFunction {
-        module: String::new(),
-        message: "cannot inspect the policy AST".into(),
-    })?;
-    for policy in &policies {
+fn calls_bounded(policies: &[Value]) -> Result<(), MissingFunction> {
+    for policy in policies {
         let module = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
         let mut calls = Vec::new();
         collect_call_nodes(&policy["ast"], &mut calls);
@@ -128,25 +143,6 @@ fn collect_call_nodes<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
             }
         }
         Value::Array(items) => items.iter().for_each(|c| collect_call_nodes(c, out)),
-        _ => {}
-    }
-}
-
-/// Finds `Call` nodes; returns `(dotted function name, line)`.
-fn collect_calls(node: &Value, out: &mut Vec<(String, u64)>) {
-    match node {
-        Value::Object(map) => {
-            for (key, child) in map {
-                if key == "Call" {
-                    if let Some(name) = dotted(&child["fcn"]) {
-                        let line = child["span"]["line"].as_u64().unwrap_or(0);
-                        out.push((name, line));
-                    }
-                }
-                collect_calls(child, out);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|c| collect_calls(c, out)),
         _ => {}
     }
 }

@@ -103,9 +103,7 @@ impl Policy {
                 .add_data(Value::from(data.clone()))
                 .map_err(|e| perr("data", e.to_string()))?;
         }
-        builtins::check_calls(&engine)
-            .map_err(|e| perr(format!("modules[{:?}]", e.module), e.message))?;
-        builtins::check_bounded(&engine)
+        builtins::check_all(&engine)
             .map_err(|e| perr(format!("modules[{:?}]", e.module), e.message))?;
         let compiled = engine
             .compile_with_entrypoint(&decision.into())
