@@ -77,14 +77,18 @@ allow if {
 
 # Settings, overridable in the plugin configuration's `policy.data`:
 # {"customer_data": {"max_auth_age": 300, "business_hours": {...}}}.
-max_auth_age := object.get(data, ["customer_data", "max_auth_age"], 300)
+default max_auth_age := 300
 
-business_hours_setting := object.get(data, ["customer_data", "business_hours"], {
+max_auth_age := data.customer_data.max_auth_age
+
+default business_hours_setting := {
 	"utc_offset_hours": 0,
 	"days": [1, 2, 3, 4, 5], # 0 is Sunday
 	"from_hour": 8,
 	"to_hour": 18,
-})
+}
+
+business_hours_setting := data.customer_data.business_hours
 
 http := input.attributes.request.http
 

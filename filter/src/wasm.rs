@@ -288,10 +288,11 @@ impl RootContext for PalisadeRoot {
                 host.log(
                     LogLevel::Info,
                     &format!(
-                        "palisade: configuration loaded: mode {:?}, {} provider(s), policy revision {}",
+                        "palisade: configuration loaded: mode {:?}, {} provider(s), policy revision {} on the {}",
                         config.mode,
                         config.providers.len(),
-                        config.policy.revision.get(..16).unwrap_or_default()
+                        config.policy.revision.get(..16).unwrap_or_default(),
+                        config.policy.engine().describe()
                     ),
                 );
                 let loaded = Loaded::new(config, Rc::new(HostSharedData));

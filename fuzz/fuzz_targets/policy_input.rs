@@ -1,6 +1,7 @@
 //! `input::build` on any request: never panics, keeps OPA-Envoy's shape,
 //! carries every header, and is a JSON document that round-trips (audit
-//! records store it as JSON).
+//! records store it as JSON). The reference policy decides the same on it
+//! on regorus's RVM (what the filter runs) and on its interpreter.
 //!
 //! Input: the request text format of `palisade_fuzz` (headers, `@token`,
 //! `@id`, `@source`, `@usage`, ...). A `@token` is verified first, so the
@@ -36,6 +37,20 @@ fuzz_target!(|data: &[u8]| {
             v,
             input::build(request, token.as_ref(), parsed.usage.clone())
         );
+        let vm = config.policy.evaluate(v.clone());
+        let interpreted = config.policy.evaluate_interpreted(v.clone());
+        let timed_out = |r: &Result<Value, String>| {
+            r.as_ref()
+                .is_err_and(|e| palisade_core::policy::is_time_limit(e))
+        };
+        match (&vm, &interpreted) {
+            // A busy fuzzing machine can stop either at the time limit: a
+            // verdict on the host's load, not on the policy's meaning.
+            _ if timed_out(&vm) || timed_out(&interpreted) => {}
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "the RVM and the interpreter disagree"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("the RVM and the interpreter disagree: {vm:?} vs {interpreted:?}"),
+        }
 
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let first = |name: &str| request.headers.first(name).map(lossy).unwrap_or_default();

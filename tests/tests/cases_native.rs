@@ -20,6 +20,7 @@ fn shared_cases_hold_natively() {
     let config = Config::from_json(demo_config().to_string().as_bytes()).unwrap();
     let mut failures = Vec::new();
     let mut ran = 0;
+    let mut compared = 0;
     for case in &all_cases() {
         let mut pairs = vec![
             (
@@ -60,6 +61,24 @@ fn shared_cases_hold_natively() {
         let mut cache = TokenCache::new(16);
         let limits = Limits::new(&config.rate_limits, Rc::new(MemoryStore::default()));
         let evaluation = config.decide(&request, Duration::from_secs(NOW), &mut cache, &limits);
+        // The filter evaluates on regorus's RVM; its interpreter is the
+        // reference. Both must say the same on every case's input.
+        if let Some(input) = &evaluation.input {
+            let vm = config.policy.evaluate(input.clone());
+            let interpreted = config.policy.evaluate_interpreted(input.clone());
+            let agree = match (&vm, &interpreted) {
+                (Ok(a), Ok(b)) => a == b,
+                (Err(_), Err(_)) => true,
+                _ => false,
+            };
+            if !agree {
+                failures.push(format!(
+                    "{}: the RVM and the interpreter disagree: {vm:?} vs {interpreted:?}",
+                    case.file_name()
+                ));
+            }
+            compared += 1;
+        }
         let seen = match &evaluation.decision {
             Decision::Allow(directives) => {
                 // What the upstream would get: the scrubbed request, the
@@ -102,6 +121,15 @@ fn shared_cases_hold_natively() {
         }
     }
     assert!(ran > 0, "no case selected");
+    assert_eq!(
+        config.policy.engine(),
+        palisade_core::policy::EngineInUse::Vm,
+        "the reference policy must run on the RVM"
+    );
+    assert!(
+        compared > ran / 2,
+        "only {compared} of {ran} inputs compared"
+    );
     assert!(
         failures.is_empty(),
         "{} of {ran} cases failed:\n{}",

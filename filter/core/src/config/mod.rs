@@ -9,7 +9,7 @@ pub mod raw;
 
 use crate::algorithm::Alg;
 use crate::jwks;
-use crate::policy::Policy;
+use crate::policy::{EngineChoice, Policy, PolicyOptions};
 use crate::ratelimit::rule::Rule;
 use crate::token::cache::DEFAULT_CAPACITY;
 use crate::token::extract::HeaderSource;
@@ -123,11 +123,20 @@ impl Config {
                 ))
             }
         };
-        let policy = Policy::compile_bounded(
+        let engine = match raw.policy.engine.as_deref() {
+            None => EngineChoice::Auto,
+            Some(name) => EngineChoice::parse(name).ok_or_else(|| {
+                err(
+                    "policy.engine",
+                    format!("`{name}` is not one of `auto`, `vm`, `interpreter`"),
+                )
+            })?,
+        };
+        let policy = Policy::compile_with(
             &raw.policy.modules,
             raw.policy.data.as_ref(),
             &raw.policy.decision,
-            time_limit,
+            PolicyOptions { time_limit, engine },
         )
         .map_err(|e| err(format!("policy.{}", e.field), e.message))?;
         let token_cache_capacity = match raw.token_cache {

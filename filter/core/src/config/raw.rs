@@ -327,6 +327,10 @@ pub struct RawPolicy {
     /// request denied (`policy_timeout`); default 50, at most 1000.
     #[serde(default)]
     pub max_eval_ms: Option<u64>,
+    /// `auto` (default: regorus's RVM when the policy compiles for it,
+    /// else its interpreter), `vm` or `interpreter`.
+    #[serde(default)]
+    pub engine: Option<String>,
 }
 
 /// Bounds of the per-VM verified-token cache.

@@ -288,6 +288,27 @@ fn the_evaluation_time_limit_is_bounded_and_named() {
 }
 
 #[test]
+fn the_policy_engine_is_one_of_three_and_named_when_wrong() {
+    use crate::policy::EngineInUse;
+    assert_eq!(
+        config(json!({}), ALLOW_ALL).policy.engine(),
+        EngineInUse::Vm
+    );
+    let mut j = base();
+    j["policy"]["engine"] = json!("interpreter");
+    let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
+    assert_eq!(
+        c.map(|c| c.policy.engine()),
+        Ok(EngineInUse::Interpreter(None))
+    );
+    j["policy"]["engine"] = json!("fast");
+    assert_eq!(
+        load_err(&j),
+        "policy.engine: `fast` is not one of `auto`, `vm`, `interpreter`"
+    );
+}
+
+#[test]
 fn request_bodies_are_bounded_and_warn_about_the_envoy_setting() {
     let mut j = base();
     j["request_body"] = json!({"max_bytes": 4096});

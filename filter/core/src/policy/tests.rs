@@ -118,12 +118,14 @@ fn rego_v0_syntax_is_refused_by_default() {
 
 #[test]
 fn runtime_errors_are_errors_not_values() {
-    let p = compile("package envoy.authz\nallow if to_number(\"abc\") > 1").unwrap();
-    assert!(p.evaluate(Value::new_object()).is_err());
-    let p = compile("package envoy.authz\nallow := true if input.a\nallow := false if input.b")
+    for engine in BOTH {
+        let p = compile_on(
+            "package envoy.authz\nallow if to_number(\"abc\") > 1",
+            engine,
+        )
         .unwrap();
-    let conflict = p.evaluate(Value::from(json!({"a": true, "b": true})));
-    assert!(conflict.is_err(), "{conflict:?}");
+        assert!(p.evaluate(Value::new_object()).is_err(), "{engine:?}");
+    }
 }
 
 #[test]
@@ -188,9 +190,19 @@ allow if input.fast
 
 #[test]
 fn a_runaway_evaluation_is_stopped_at_the_time_limit() {
+    for engine in BOTH {
+        runaway_is_stopped(engine);
+    }
+}
+
+fn runaway_is_stopped(engine: EngineChoice) {
     let limit = Duration::from_millis(20);
+    let options = PolicyOptions {
+        time_limit: limit,
+        engine,
+    };
     let p =
-        Policy::compile_bounded(&modules(RUNAWAY), None, "data.envoy.authz.allow", limit).unwrap();
+        Policy::compile_with(&modules(RUNAWAY), None, "data.envoy.authz.allow", options).unwrap();
     // regorus's timer reads the real clock, so the test measures it too.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
@@ -279,4 +291,113 @@ fn deeply_nested_modules_are_refused_before_the_parser_sees_them() {
         "]".repeat(10)
     );
     assert!(compile(&fine).is_ok(), "{:?}", compile(&fine).err());
+}
+
+fn compile_on(rego: &str, engine: EngineChoice) -> Result<Policy, PolicyError> {
+    let options = PolicyOptions {
+        engine,
+        ..PolicyOptions::default()
+    };
+    Policy::compile_with(&modules(rego), None, "data.envoy.authz.allow", options)
+}
+
+const BOTH: [EngineChoice; 2] = [EngineChoice::Vm, EngineChoice::Interpreter];
+
+#[test]
+fn policies_the_vm_compiles_run_on_the_vm_unless_told_otherwise() {
+    let rego = "package envoy.authz\nimport rego.v1\nallow if input.x == 1\n";
+    assert_eq!(compile(rego).unwrap().engine(), EngineInUse::Vm);
+    assert_eq!(
+        compile_on(rego, EngineChoice::Interpreter)
+            .unwrap()
+            .engine(),
+        EngineInUse::Interpreter(None)
+    );
+}
+
+#[test]
+fn a_policy_the_vm_cannot_compile_runs_on_the_interpreter_or_fails_when_vm_is_required() {
+    // The RVM does not read `data` whole.
+    let rego = "package envoy.authz\nimport rego.v1\nallow if object.get(data, [\"flags\", \"open\"], false)\n";
+    let auto = compile(rego).unwrap();
+    let EngineInUse::Interpreter(Some(why)) = auto.engine() else {
+        panic!("{:?}", auto.engine())
+    };
+    assert!(why.contains("Direct access to 'data' root"), "{why}");
+    assert_eq!(auto.evaluate(Value::new_object()), Ok(Value::Undefined));
+    let e = compile_on(rego, EngineChoice::Vm).unwrap_err();
+    assert_eq!(e.field, "engine");
+    assert!(
+        e.message.contains("does not compile for the RVM"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn an_error_under_not_denies_on_both_engines() {
+    // Left undefined, the failing `deny` would make `not deny` true: an
+    // allow. On both engines it is an error, and an error denies.
+    let rego = "package envoy.authz\nimport rego.v1\ndeny if to_number(input.limit) > 100\nallow if not deny\n";
+    for engine in BOTH {
+        let p = compile_on(rego, engine).unwrap();
+        let e = p.evaluate(Value::from(json!({"limit": "many"})));
+        assert!(e.is_err(), "{engine:?}: {e:?}");
+        assert_eq!(
+            p.evaluate(Value::from(json!({"limit": "5"}))),
+            Ok(Value::from(true)),
+            "{engine:?}"
+        );
+        assert_eq!(
+            p.evaluate(Value::from(json!({"limit": "500"}))),
+            Ok(Value::Undefined),
+            "{engine:?}"
+        );
+    }
+}
+
+#[test]
+fn conflicting_values_are_an_error_on_both_engines() {
+    let rego = "package envoy.authz\nimport rego.v1\nallow := true if input.a\nallow := false if input.b\n";
+    for engine in BOTH {
+        let p = compile_on(rego, engine).unwrap();
+        let e = p.evaluate(Value::from(json!({"a": true, "b": true})));
+        assert!(e.is_err(), "{engine:?}: {e:?}");
+        assert_eq!(
+            p.evaluate(Value::from(json!({"a": true}))),
+            Ok(Value::from(true))
+        );
+    }
+}
+
+#[test]
+fn one_vm_serves_evaluations_one_after_another_without_leaking_state() {
+    let rego = "package envoy.authz\nimport rego.v1\nallow if input.user in {\"alice\", \"bob\"}\n";
+    let p = compile(rego).unwrap();
+    assert_eq!(p.engine(), EngineInUse::Vm);
+    for _ in 0..3 {
+        for (user, expected) in [("alice", Value::from(true)), ("eve", Value::Undefined)] {
+            assert_eq!(p.evaluate(Value::from(json!({"user": user}))), Ok(expected));
+        }
+    }
+}
+
+#[test]
+fn a_destructuring_mismatch_is_a_failed_body_not_an_error_on_both_engines() {
+    let rego = "package envoy.authz\nimport rego.v1\nsum([a, b]) := a + b\nsum({\"x\": x}) := x\nallow if sum(input.v) == 3\n";
+    for engine in BOTH {
+        let p = compile_on(rego, engine).unwrap();
+        for (v, expected) in [
+            (json!([1, 2]), Value::from(true)),
+            (json!({"x": 3}), Value::from(true)),
+            (json!([1, 2, 3]), Value::Undefined),
+            (json!("three"), Value::Undefined),
+        ] {
+            assert_eq!(
+                p.evaluate(Value::from(json!({"v": v}))),
+                Ok(expected),
+                "{engine:?} {v}"
+            );
+        }
+    }
 }
