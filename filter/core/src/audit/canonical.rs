@@ -55,20 +55,69 @@ fn write(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// A top-level object written canonically with one more member, `key`
-/// (absent from `map`) holding `extra`: the bytes of the same object after
-/// `map.insert(key, extra)`, without copying the map.
-pub fn to_vec_with(map: &serde_json::Map<String, Value>, key: &str, extra: &Value) -> Vec<u8> {
-    let mut members: Vec<(&str, &Value)> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    members.push((key, extra));
-    members.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out = Vec::with_capacity(1024);
+/// A top-level object (without `key`) written canonically, with where a
+/// member `key` goes: the bytes are what its hash covers, and
+/// [`Marked::with`] gives the bytes with the member inserted, without
+/// writing the object again.
+pub fn to_vec_marked(map: &serde_json::Map<String, Value>, key: &str) -> Marked {
+    let mut members: Vec<(&str, &Value)> = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    if !members.windows(2).all(|w| w[0].0 < w[1].0) {
+        members.sort_by(|a, b| a.0.cmp(b.0));
+    }
+    let mut out = Vec::with_capacity(2048);
     out.push(b'{');
-    for (i, (k, v)) in members.into_iter().enumerate() {
+    let mut at = None;
+    for (i, (k, v)) in members.iter().enumerate() {
+        if at.is_none() && key < *k {
+            at = Some((out.len(), i));
+        }
         member(i, k, v, &mut out);
     }
+    let at = at.unwrap_or((out.len(), members.len()));
     out.push(b'}');
-    out
+    Marked {
+        bytes: out,
+        at: at.0,
+        index: at.1,
+        len: members.len(),
+        key: key.to_owned(),
+    }
+}
+
+/// Canonical bytes of an object, and where one more member would go.
+#[derive(Debug, Clone)]
+pub struct Marked {
+    pub bytes: Vec<u8>,
+    /// Byte offset of the insertion point.
+    at: usize,
+    /// The member's index among the object's members, once inserted.
+    index: usize,
+    len: usize,
+    key: String,
+}
+
+impl Marked {
+    /// The canonical bytes of the object with the marked member holding
+    /// `value`: what writing it again after inserting would give.
+    pub fn with(self, value: &Value) -> Vec<u8> {
+        let mut piece = Vec::with_capacity(self.key.len() + 80);
+        if self.index > 0 {
+            piece.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut piece, &self.key);
+        piece.push(b':');
+        write(value, &mut piece);
+        if self.index == 0 && self.len > 0 {
+            piece.push(b',');
+        }
+        let mut out = self.bytes;
+        out.splice(self.at..self.at, piece);
+        out
+    }
 }
 
 fn member(i: usize, key: &str, value: &Value, out: &mut Vec<u8>) {
@@ -95,12 +144,25 @@ mod tests {
     }
 
     #[test]
-    fn adding_a_member_writes_what_inserting_it_would() {
-        let v = json!({"b": 1, "z": {"y": 2, "x": [1]}});
-        let with = to_vec_with(v.as_object().unwrap(), "hash", &json!("h"));
-        let mut inserted = v.clone();
-        inserted["hash"] = json!("h");
-        assert_eq!(with, to_vec(&inserted));
+    fn a_marked_member_is_spliced_where_inserting_it_would_write_it() {
+        let hash = json!("ab12");
+        for record in [
+            json!({}),
+            json!({"a": 1}),
+            json!({"z": 1}),
+            json!({"a": 1, "z": [1, {"y": 2, "b": 3}]}),
+            json!({"chain_id": "c", "enforced": true, "http_status": 200, "seq": 4}),
+            json!({"hash": "stale", "a": 1}),
+        ] {
+            let map = record.as_object().unwrap().clone();
+            let marked = to_vec_marked(&map, "hash");
+            let mut without = map.clone();
+            without.remove("hash");
+            assert_eq!(marked.bytes, to_vec(&Value::Object(without)), "{record}");
+            let mut with = map.clone();
+            with.insert("hash".into(), hash.clone());
+            assert_eq!(marked.with(&hash), to_vec(&Value::Object(with)), "{record}");
+        }
     }
 
     #[test]

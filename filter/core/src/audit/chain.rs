@@ -99,19 +99,16 @@ impl Chain {
     }
 
     /// As [`Chain::seal`], also giving the record's canonical bytes (the
-    /// log line), written once for the hash and once with it.
+    /// log line): written once, hashed, and the hash spliced in.
     pub fn seal_line(&mut self, mut record: Map<String, Value>) -> Sealed {
         record.insert("chain_id".into(), self.id.clone().into());
         record.insert("seq".into(), self.next_seq.into());
         record.insert("prev_hash".into(), self.prev_hash.clone().into());
         record.remove("hash");
-        let unhashed = Value::Object(record);
-        let hash = hex(&Sha256::digest(canonical::to_vec(&unhashed)));
-        let Value::Object(mut record) = unhashed else {
-            return Sealed::default();
-        };
+        let unhashed = canonical::to_vec_marked(&record, "hash");
+        let hash = hex(&Sha256::digest(&unhashed.bytes));
         let hash_value = Value::String(hash.clone());
-        let line = canonical::to_vec_with(&record, "hash", &hash_value);
+        let line = unhashed.with(&hash_value);
         record.insert("hash".into(), hash_value);
         self.prev_hash = hash;
         self.next_seq += 1;
@@ -139,7 +136,13 @@ pub struct Sealed {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// The hash a record should carry: over its canonical bytes without `hash`.

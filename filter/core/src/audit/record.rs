@@ -6,9 +6,30 @@ use super::config::AuditConfig;
 use super::mask::{mask_input, mask_query, mask_result};
 use serde_json::{json, Map, Value};
 
-/// A policy value as JSON, for the record's `input` and `result`.
+/// A policy value as JSON, for the record's `input` and `result`: what
+/// serializing it would give, built directly for the common shapes
+/// (objects with string keys, arrays, sets, strings), which skips
+/// serde's one-key-at-a-time map building.
 pub fn to_json(value: &regorus::Value) -> Option<Value> {
-    serde_json::to_value(value).ok()
+    use regorus::Value as R;
+    Some(match value {
+        R::Null => Value::Null,
+        R::Bool(b) => Value::Bool(*b),
+        R::String(s) => Value::String(s.to_string()),
+        R::Array(items) => Value::Array(items.iter().map(to_json).collect::<Option<_>>()?),
+        R::Set(items) => Value::Array(items.iter().map(to_json).collect::<Option<_>>()?),
+        R::Object(fields) if fields.keys().all(|k| matches!(k, R::String(_))) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| match k {
+                    R::String(k) => Some((k.to_string(), to_json(v)?)),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?,
+        ),
+        // Numbers (decimal text), undefined, objects with other keys.
+        other => serde_json::to_value(other).ok()?,
+    })
 }
 
 /// Everything a record says about one request, gathered by the caller.
@@ -143,6 +164,32 @@ impl Facts {
         // id (`x-request-id`) cannot pick one that is never recorded.
         let key = format!("{}|{}", self.decision_id, self.timestamp);
         self.decision == "deny" || !self.enforced || personal || config.sampled(&key)
+    }
+}
+
+#[cfg(test)]
+mod to_json_tests {
+    use super::to_json;
+    use serde_json::json;
+
+    #[test]
+    fn values_convert_as_serializing_them_would() {
+        let mut set = std::collections::BTreeSet::new();
+        set.insert(regorus::Value::from("b"));
+        set.insert(regorus::Value::from(2u64));
+        let mut odd_keys = std::collections::BTreeMap::new();
+        odd_keys.insert(regorus::Value::from(1u64), regorus::Value::from("one"));
+        let cases = [
+            regorus::Value::from(json!({"a": [1, 2.5, "x", null, true], "b": {"c": {}}, "e": -7})),
+            regorus::Value::from(json!(1e300)),
+            regorus::Value::from(set),
+            regorus::Value::from(odd_keys),
+            regorus::Value::Undefined,
+            regorus::Value::from(json!({"k": "\u{1F600}\n\"q\""})),
+        ];
+        for v in cases {
+            assert_eq!(to_json(&v), serde_json::to_value(&v).ok(), "{v:?}");
+        }
     }
 }
 
