@@ -63,13 +63,12 @@ pub fn facts(
         Decision::Allow(_) => ("allow", None),
         Decision::Deny(d) => ("deny", Some(d.detail.clone())),
     };
-    let to_json = palisade_core::audit::record::to_json;
     Facts {
         decision_id: decision_id.to_owned(),
         timestamp: rfc3339(now),
         decision_path: opa_path(&config.policy.decision),
-        input: evaluation.input.as_ref().and_then(to_json),
-        result: evaluation.result.as_ref().and_then(to_json),
+        input: evaluation.input.clone(),
+        result: evaluation.result.clone(),
         decision,
         reason: evaluation.reason().to_owned(),
         detail,

@@ -10,7 +10,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use palisade_core::algorithm::Alg;
-use palisade_core::audit::record::{to_json, Facts};
+use palisade_core::audit::record::Facts;
 use palisade_core::audit::writer::AuditWriter;
 use palisade_core::config::Config;
 use palisade_core::input;
@@ -217,8 +217,8 @@ fn benches(c: &mut Criterion) {
                 decision_id: "9b6d4c1e-2f0a-4b8e-9d3c-5a7f1e2b3c4d".into(),
                 timestamp: "2023-11-14T22:13:20.000000Z".into(),
                 decision_path: "envoy/authz/decision".into(),
-                input: evaluation.input.as_ref().and_then(to_json),
-                result: evaluation.result.as_ref().and_then(to_json),
+                input: evaluation.input.clone(),
+                result: evaluation.result.clone(),
                 decision: "allow",
                 reason: "allowed".into(),
                 enforced: true,

@@ -40,8 +40,10 @@ pub struct Facts {
     pub timestamp: String,
     /// The policy's decision path in OPA's form, e.g. `envoy/authz/allow`.
     pub decision_path: String,
-    pub input: Option<Value>,
-    pub result: Option<Value>,
+    /// The policy's input and result as evaluated: turned into JSON only
+    /// when the record is written, so a sampled-out allow costs nothing.
+    pub input: Option<regorus::Value>,
+    pub result: Option<regorus::Value>,
     /// `allow` or `deny`.
     pub decision: &'static str,
     pub reason: String,
@@ -67,7 +69,10 @@ impl Facts {
     /// (`"data_category": "customer_pii"`): it marks personal data as a
     /// route in the config does.
     fn policy_category(&self) -> Option<&str> {
-        self.result.as_ref()?.get("data_category")?.as_str()
+        match &self.result.as_ref()?["data_category"] {
+            regorus::Value::String(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// The record, before it is sealed into the chain.
@@ -82,12 +87,12 @@ impl Facts {
             _ => None,
         };
         let personal_category = self.policy_category().map(str::to_owned);
-        let mut input = self.input;
+        let mut input = self.input.as_ref().and_then(to_json);
         let mut masked = input
             .as_mut()
             .map(|i| mask_input(i, config))
             .unwrap_or_default();
-        let mut result = self.result;
+        let mut result = self.result.as_ref().and_then(to_json);
         if let Some(r) = result.as_mut() {
             let m = mask_result(r, config);
             masked.erased.extend(m.erased);
@@ -212,9 +217,11 @@ mod tests {
             decision_id: "d1".into(),
             timestamp: "2026-11-29T00:00:00.000Z".into(),
             decision_path: "envoy/authz/allow".into(),
-            input: Some(json!({"attributes": {"request": {"http": {
-                "path": path, "headers": {"authorization": "Bearer eyJ"}}}}})),
-            result: Some(json!(true)),
+            input: Some(regorus::Value::from(
+                json!({"attributes": {"request": {"http": {
+                "path": path, "headers": {"authorization": "Bearer eyJ"}}}}}),
+            )),
+            result: Some(regorus::Value::from(true)),
             decision,
             reason: "allowed".into(),
             enforced: true,
@@ -271,7 +278,9 @@ mod tests {
         dry.enforced = false;
         assert!(dry.must_record(&c), "dry runs are recorded");
         let mut marked = facts("/api/v2/people", "allow");
-        marked.result = Some(json!({"allowed": true, "data_category": "employee_pii"}));
+        marked.result = Some(regorus::Value::from(
+            json!({"allowed": true, "data_category": "employee_pii"}),
+        ));
         assert!(marked.must_record(&c), "a policy can mark personal data");
         let r = marked.to_record(&c);
         assert_eq!(
