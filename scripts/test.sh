@@ -2,7 +2,8 @@
 # Runs every check and test: formatting, clippy on the host and on
 # wasm32-wasip1, the .wasm build, validation of the shipped Envoy configs by
 # Envoy itself, the native and real-Envoy test suites, the demo, and a short
-# fuzz run of the core (fuzz/run.sh).
+# fuzz run of the core (fuzz/run.sh), and the side-by-side benchmark in its
+# one-second smoke mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,9 @@ cargo test --workspace --locked 2>&1 | tee "$LOG"
 
 step "demo (real Envoy, shipped config)"
 scripts/demo.sh
+
+step "benchmark smoke test (bench/compare.sh --quick: every setup gives every scenario its expected statuses)"
+bench/compare.sh --quick
 
 step "fuzz (cargo-fuzz, 20 s per target, from fuzz/seeds)"
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check

@@ -26,10 +26,12 @@ const USAGE: &str = "usage:
   palisade-demo api [--listen ADDR]
       Serves the demo customer-data API (default ADDR 127.0.0.1:8080; port 0
       picks a free port). Prints `listening on http://HOST:PORT` once bound.
-  palisade-demo token [--key PEM] [--alg ALG] [--kid KID] [--ttl SECS] [CLAIMS_JSON]
+  palisade-demo token [--key PEM] [--alg ALG] [--kid KID] [--ttl SECS] [--count N] [CLAIMS_JSON]
       Prints a token signed with a TEST-ONLY key (default
       envoy/test-keys/rs256.key.pem, RS256, kid test-rs256, 600 s), with the
       demo issuer's iss/aud/iat/exp and CLAIMS_JSON merged over them.
+      --count N prints N tokens, one per line, each with its own jti
+      (PREFIX-0 .. PREFIX-<N-1>; PREFIX is the jti in CLAIMS_JSON, else the clock).
   palisade-demo render-sidecar [--listen-port N] [--admin-port N] [--upstream-port N] [--wasm PATH]
       Prints envoy/sidecar.yaml rendered from envoy/sidecar.template.yaml.
       Run from the repository root.
@@ -97,6 +99,13 @@ fn parse_token(mut args: impl Iterator<Item = String>) -> Result<Command, String
                 req.ttl_seconds = value(&mut args, "--ttl")?
                     .parse()
                     .map_err(|_| "--ttl needs a whole number of seconds")?
+            }
+            "--count" => {
+                req.count = Some(
+                    value(&mut args, "--count")?
+                        .parse()
+                        .map_err(|_| "--count needs a whole number of tokens")?,
+                )
             }
             _ if arg.starts_with('{') => req.claims = arg,
             _ => return Err(format!("unknown argument: {arg}")),
@@ -218,6 +227,25 @@ mod tests {
     fn help() {
         assert_eq!(parse(&["--help"]), Ok(Command::Help));
         assert_eq!(parse(&["api", "-h"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn token_count() {
+        let Ok(Command::Token(req)) = parse(&["token", "--count", "10000", "--ttl", "3600"]) else {
+            panic!("not a token command");
+        };
+        assert_eq!((req.count, req.ttl_seconds), (Some(10000), 3600));
+        let Ok(Command::Token(one)) = parse(&["token"]) else {
+            panic!("not a token command");
+        };
+        assert_eq!(one.count, None, "without --count, one token and no jti");
+        for args in [
+            &["token", "--count"][..],
+            &["token", "--count", "-1"],
+            &["token", "--count", "x"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -31,12 +31,15 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The demo configuration with the reference policy; `audit` replaces its
-/// audit section when given.
-fn config(audit: Option<Value>) -> Vec<u8> {
+/// The demo configuration with the reference policy; `changes` are merged
+/// over its top level (`audit`) and its `policy` section (`engine`).
+fn config(changes: Option<Value>) -> Vec<u8> {
     let mut config = palisade_demo::sidecar::plugin_config(&repo()).unwrap();
-    if let Some(audit) = audit {
-        config["audit"] = audit;
+    for (key, value) in changes.iter().flat_map(|c| c.as_object().unwrap()) {
+        match key.as_str() {
+            "engine" => config["policy"]["engine"] = value.clone(),
+            _ => config[key] = value.clone(),
+        }
     }
     config.to_string().into_bytes()
 }
@@ -119,43 +122,44 @@ fn benches(c: &mut Criterion) {
         ),
     ];
     let mut group = c.benchmark_group("request");
-    for (audit, suffix) in [
+    let variants = [
         (None, ""),
-        (Some(json!({"sample_allows": 0})), "_unaudited"),
-    ] {
-        let mut vm = Vm::start(
-            &module,
-            &config(audit.clone()),
-            clock.clone(),
-            SharedSpace::new(),
-        )
-        .unwrap();
+        (Some(json!({"audit": {"sample_allows": 0}})), "_unaudited"),
+        // The same requests on regorus's interpreter instead of its RVM.
+        (Some(json!({"engine": "interpreter"})), "_interpreter"),
+    ];
+    for (changes, suffix) in variants {
+        let start = || {
+            Vm::start(
+                &module,
+                &config(changes.clone()),
+                clock.clone(),
+                SharedSpace::new(),
+            )
+            .unwrap()
+        };
         for (name, req, status) in &scenarios {
             if suffix == "_unaudited" && *status != 200 {
                 continue; // denials are always recorded
             }
+            if suffix == "_interpreter" && name.starts_with("allow_es256") {
+                continue; // the policy's cost does not depend on the algorithm
+            }
+            // A VM per scenario keeps its log from growing without bound.
+            let mut vm = start();
             // The first request also starts the audit chain and fills the
             // token cache; the second is the one every iteration repeats.
             vm.handle(req, &mut answer);
             let seen = vm.handle(req, &mut answer);
-            assert_eq!(seen.status, *status, "{name}: {:?}", seen.logs);
-            let records = seen.audit_records().len();
+            assert_eq!(seen.status, *status, "{name}{suffix}: {:?}", seen.logs);
             assert_eq!(
-                records,
-                usize::from(suffix.is_empty()),
+                seen.audit_records().len(),
+                usize::from(suffix != "_unaudited"),
                 "{name}{suffix}: audit records"
             );
             group.bench_function(format!("{name}{suffix}"), |b| {
                 b.iter(|| vm.handle(black_box(req), &mut answer).status)
             });
-            // A VM per scenario keeps its log from growing without bound.
-            vm = Vm::start(
-                &module,
-                &config(audit.clone()),
-                clock.clone(),
-                SharedSpace::new(),
-            )
-            .unwrap();
         }
     }
     group.finish();
