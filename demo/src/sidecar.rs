@@ -50,6 +50,11 @@ pub fn plugin_config(repo: &Path) -> Result<Value, String> {
         "policy": {
             "modules": {"customer_data.rego": read("policies/customer_data.rego")?},
             "decision": "data.envoy.authz.decision",
+            // The reference policy uses none of the constructs the RVM
+            // decides differently (policy::KNOWN_RVM_DIVERGENCES); the
+            // golden cases and the policy_input fuzz target check that the
+            // two engines agree on it.
+            "engine": "vm",
         },
         "rate_limits": [{
             "name": "customer-bulk",

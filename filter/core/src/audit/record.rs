@@ -17,7 +17,7 @@ pub fn to_json(value: &regorus::Value) -> Option<Value> {
         R::Bool(b) => Value::Bool(*b),
         R::String(s) => Value::String(s.to_string()),
         R::Array(items) => Value::Array(items.iter().map(to_json).collect::<Option<_>>()?),
-        R::Set(items) => Value::Array(items.iter().map(to_json).collect::<Option<_>>()?),
+        R::Set(items) => Value::Array(items.iter_sorted().map(to_json).collect::<Option<_>>()?),
         R::Object(fields) if fields.keys().all(|k| matches!(k, R::String(_))) => Value::Object(
             fields
                 .iter()
@@ -69,7 +69,10 @@ impl Facts {
     /// (`"data_category": "customer_pii"`): it marks personal data as a
     /// route in the config does.
     fn policy_category(&self) -> Option<&str> {
-        match &self.result.as_ref()?["data_category"] {
+        let regorus::Value::Object(result) = self.result.as_ref()? else {
+            return None;
+        };
+        match result.get(&regorus::Value::from("data_category"))? {
             regorus::Value::String(s) => Some(s),
             _ => None,
         }

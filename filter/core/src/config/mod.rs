@@ -124,11 +124,11 @@ impl Config {
             }
         };
         let engine = match raw.policy.engine.as_deref() {
-            None => EngineChoice::Auto,
+            None => EngineChoice::Interpreter,
             Some(name) => EngineChoice::parse(name).ok_or_else(|| {
                 err(
                     "policy.engine",
-                    format!("`{name}` is not one of `auto`, `vm`, `interpreter`"),
+                    format!("`{name}` is not one of `interpreter`, `vm`"),
                 )
             })?,
         };

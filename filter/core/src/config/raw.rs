@@ -327,8 +327,8 @@ pub struct RawPolicy {
     /// request denied (`policy_timeout`); default 50, at most 1000.
     #[serde(default)]
     pub max_eval_ms: Option<u64>,
-    /// `auto` (default: regorus's RVM when the policy compiles for it,
-    /// else its interpreter), `vm` or `interpreter`.
+    /// `interpreter` (default) or `vm` (regorus's register VM, faster; see
+    /// `policy::KNOWN_RVM_DIVERGENCES`).
     #[serde(default)]
     pub engine: Option<String>,
 }

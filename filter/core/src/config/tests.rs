@@ -288,24 +288,23 @@ fn the_evaluation_time_limit_is_bounded_and_named() {
 }
 
 #[test]
-fn the_policy_engine_is_one_of_three_and_named_when_wrong() {
+fn the_policy_engine_is_the_interpreter_or_the_vm_and_named_when_wrong() {
     use crate::policy::EngineInUse;
     assert_eq!(
         config(json!({}), ALLOW_ALL).policy.engine(),
-        EngineInUse::Vm
+        EngineInUse::Interpreter
     );
     let mut j = base();
-    j["policy"]["engine"] = json!("interpreter");
+    j["policy"]["engine"] = json!("vm");
     let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
-    assert_eq!(
-        c.map(|c| c.policy.engine()),
-        Ok(EngineInUse::Interpreter(None))
-    );
-    j["policy"]["engine"] = json!("fast");
-    assert_eq!(
-        load_err(&j),
-        "policy.engine: `fast` is not one of `auto`, `vm`, `interpreter`"
-    );
+    assert_eq!(c.map(|c| c.policy.engine()), Ok(EngineInUse::Vm));
+    for bad in ["auto", "fast"] {
+        j["policy"]["engine"] = json!(bad);
+        assert_eq!(
+            load_err(&j),
+            format!("policy.engine: `{bad}` is not one of `interpreter`, `vm`")
+        );
+    }
 }
 
 #[test]

@@ -1,15 +1,14 @@
 //! Compiling Rego once per configuration and evaluating it per request.
 //!
-//! A policy is evaluated by regorus's register VM (RVM) when it compiles
-//! for it: the same compiled policy, turned into bytecode once at load,
-//! evaluates the reference policy about eight times faster than the
-//! tree-walking interpreter (`cargo bench -p palisade-core --bench
-//! decision -- policy_evaluate`). The RVM does not take every construct
-//! (`with`, some partial object rules, reading `data` whole); such a
-//! policy runs on the interpreter, and `policy.engine` can require one or
-//! the other. regorus checks the RVM against the interpreter on OPA's
-//! conformance cases; Palisade's own golden cases and fuzz target check
-//! them against each other on Palisade's inputs.
+//! Two evaluators (`policy.engine`). The default is regorus's tree-walking
+//! interpreter. `vm` compiles the policy once more, into bytecode for
+//! regorus's register VM (RVM), and reuses one machine per Wasm VM: on the
+//! reference policy that is about eight times faster (`cargo bench -p
+//! palisade-core --bench decision -- policy_evaluate`). The RVM decides
+//! some Rego differently ([`KNOWN_RVM_DIVERGENCES`], each one allowing
+//! where the interpreter does not), so it is for policies checked to avoid
+//! those constructs. The reference policy is: the golden cases and the
+//! `policy_input` fuzz target compare the two engines on it.
 //!
 //! `regorus` reports a call to a builtin it was built without only when the
 //! call is evaluated, which in a gate means a request-time `policy_error`
@@ -33,20 +32,32 @@ use std::time::Duration;
 /// Which regorus evaluator runs the policy (`policy.engine`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineChoice {
-    /// The RVM when the policy compiles for it, else the interpreter.
+    /// The tree-walking interpreter: the default, because the RVM decides
+    /// some policies differently (see [`KNOWN_RVM_DIVERGENCES`]).
     #[default]
-    Auto,
-    /// The RVM; a policy it cannot compile fails the load.
-    Vm,
-    /// The tree-walking interpreter.
     Interpreter,
+    /// The RVM, for a policy checked to be free of the known divergences;
+    /// a policy it cannot compile fails the load.
+    Vm,
 }
 
+/// Rego the RVM of regorus 0.14.1 (patched) evaluates differently from its
+/// interpreter: each allows where the interpreter errors or leaves the
+/// rule undefined. A policy run with `engine: vm` must not rely on them;
+/// `tests.rs` checks that each still differs, so an upgrade that fixes
+/// one shows here.
+pub const KNOWN_RVM_DIVERGENCES: [&str; 5] = [
+    "a complete rule whose body yields different values in one loop (`role := r if some r in input.roles`): the RVM keeps the last, the interpreter errors",
+    "an object comprehension that yields one key twice with different values: the RVM keeps the last, the interpreter errors",
+    "an array comprehension whose term is undefined for some element (`[u.name | some u in input.users]`): the RVM keeps the undefined element, the interpreter skips it",
+    "a comprehension without a loop of its own inside a `some … in` loop (`bad := [1 | r.blocked]`): a failed condition in it fails the outer iteration on the RVM",
+    "a rule with several definitions of the same constant value: the RVM stops at the first that succeeds (as OPA does), the interpreter evaluates all and errors if one errors",
+];
+
 impl EngineChoice {
-    /// Parses the config value (`auto`, `vm`, `interpreter`).
+    /// Parses the config value (`interpreter`, `vm`).
     pub fn parse(name: &str) -> Option<EngineChoice> {
         match name {
-            "auto" => Some(EngineChoice::Auto),
             "vm" => Some(EngineChoice::Vm),
             "interpreter" => Some(EngineChoice::Interpreter),
             _ => None,
@@ -66,36 +77,24 @@ impl Default for PolicyOptions {
     fn default() -> Self {
         PolicyOptions {
             time_limit: DEFAULT_TIME_LIMIT,
-            engine: EngineChoice::Auto,
+            engine: EngineChoice::Interpreter,
         }
     }
 }
 
-/// What evaluates a loaded policy, for the load log and `palisade check`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What evaluates a loaded policy, for the load log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineInUse {
     Vm,
-    /// The interpreter, with why the RVM was not used (`None`: configured).
-    Interpreter(Option<String>),
+    Interpreter,
 }
 
 impl EngineInUse {
-    /// One line for the load log.
-    pub fn describe(&self) -> String {
+    /// For the load log.
+    pub fn describe(&self) -> &'static str {
         match self {
-            EngineInUse::Vm => "regorus RVM".to_owned(),
-            EngineInUse::Interpreter(None) => "regorus interpreter (configured)".to_owned(),
-            EngineInUse::Interpreter(Some(why)) => {
-                let why: Vec<&str> = why
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect();
-                format!(
-                    "regorus interpreter (the RVM does not compile this policy: {})",
-                    why.join(" ")
-                )
-            }
+            EngineInUse::Vm => "regorus RVM",
+            EngineInUse::Interpreter => "regorus interpreter",
         }
     }
 }
@@ -106,9 +105,6 @@ pub struct Policy {
     compiled: CompiledPolicy,
     /// The RVM program and its machine, when the RVM evaluates this policy.
     vm: Option<VmProgram>,
-    /// Why the interpreter evaluates this policy although the RVM was
-    /// allowed (what the RVM compiler refused).
-    interpreted_because: Option<String>,
     /// The rule path queried, e.g. `data.envoy.authz.allow`.
     pub decision: String,
     /// SHA-256 over the modules and data, hex: identifies what decided.
@@ -173,8 +169,9 @@ impl VmProgram {
                 check_interval: CHECK_INTERVAL,
             }));
             machine.set_input(input);
-            let result = machine.execute().map_err(|e| e.to_string());
-            // The input is not kept alive until the next request.
+            let result = machine.execute().map_err(|e| vm_error_text(&e.to_string()));
+            // The input document is released; values computed from it stay
+            // in the machine's caches until the next evaluation resets them.
             machine.set_input(Value::Null);
             result
         };
@@ -294,29 +291,27 @@ impl Policy {
                 )
             })?;
         let vm = match options.engine {
-            EngineChoice::Interpreter => Err(None),
-            EngineChoice::Auto | EngineChoice::Vm => {
-                VmProgram::compile(&compiled, decision, data_value).map_err(Some)
-            }
-        };
-        let vm = match (vm, options.engine) {
-            (Ok(vm), _) => Ok(vm),
-            (Err(Some(why)), EngineChoice::Vm) => {
-                return Err(perr(
-                    "engine",
-                    format!("the policy does not compile for the RVM (`vm`): {why}; use `auto` or `interpreter`"),
-                ))
-            }
-            (Err(why), _) => Err(why),
-        };
-        let (vm, interpreted_because) = match vm {
-            Ok(vm) => (Some(vm), None),
-            Err(why) => (None, why),
+            EngineChoice::Interpreter => None,
+            EngineChoice::Vm => Some(VmProgram::compile(&compiled, decision, data_value).map_err(
+                |why| {
+                    let why: Vec<&str> = why
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect();
+                    perr(
+                        "engine",
+                        format!(
+                            "the policy does not compile for the RVM (`vm`): {}; use `interpreter`",
+                            why.join(" ")
+                        ),
+                    )
+                },
+            )?),
         };
         let policy = Policy {
             compiled,
             vm,
-            interpreted_because,
             decision: decision.to_owned(),
             revision: revision(modules, data),
             time_limit,
@@ -343,7 +338,7 @@ impl Policy {
     pub fn engine(&self) -> EngineInUse {
         match &self.vm {
             Some(_) => EngineInUse::Vm,
-            None => EngineInUse::Interpreter(self.interpreted_because.clone()),
+            None => EngineInUse::Interpreter,
         }
     }
 
@@ -438,6 +433,19 @@ fn too_deep(source: &str) -> Option<usize> {
 /// Errors that would happen on every request, whatever it contains.
 fn is_load_time_fault(message: &str) -> bool {
     message.contains("could not find function") || is_time_limit(message)
+}
+
+/// An RVM error as the gate reports it: the kind of error only. The RVM's
+/// messages print the values involved (a header, a claim), and the text
+/// reaches the audit record's `detail`; the interpreter's quote the policy
+/// source instead. `Arithmetic error: …(pc=3)` becomes `Arithmetic error`.
+fn vm_error_text(message: &str) -> String {
+    let cut = [": ", " (", "\n"]
+        .iter()
+        .filter_map(|sep| message.find(sep))
+        .min()
+        .unwrap_or(message.len());
+    format!("RVM: {}", message.get(..cut).unwrap_or(message).trim())
 }
 
 /// True if `message` is regorus stopping an evaluation at the time limit.
