@@ -158,6 +158,7 @@ now_seconds := floor(input.time.now_ns / 1000000000)
 strong_auth if {
 	"mfa" in claims.amr
 	is_number(claims.auth_time)
+	is_number(max_auth_age) # a mistyped setting must not pass everyone
 	now_seconds - claims.auth_time <= max_auth_age
 	claims.auth_time <= now_seconds + 60
 }

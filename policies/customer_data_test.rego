@@ -129,6 +129,13 @@ test_auth_time_in_the_future_is_not_fresh if {
 	d.step_up
 }
 
+test_a_mistyped_max_auth_age_is_not_fresh if {
+	fresh := steward({"amr": ["mfa"], "auth_time": wednesday_10 - 60})
+	d := authz.decision with input as export_by(fresh, wednesday_10)
+		with data.customer_data.max_auth_age as "300"
+	d.step_up
+}
+
 test_auth_time_of_the_wrong_type_is_not_fresh if {
 	odd := steward({"amr": ["mfa"], "auth_time": "now"})
 	d := authz.decision with input as export_by(odd, wednesday_10)
