@@ -1,10 +1,12 @@
 //! Runs a WASI (preview 1) command module on the harness's wasmtime, with
 //! the current directory preopened read-write: a cargo runner, so the
 //! decision core's benchmarks run compiled to `wasm32-wasip1`, on the same
-//! engine and settings the harness runs the filter with.
+//! engine and settings the harness runs the filter with. A debug build
+//! is enough: the measured code is the module's, compiled by Cranelift
+//! (which the dev profile optimises, see the workspace Cargo.toml).
 //!
 //! ```text
-//! CARGO_TARGET_WASM32_WASIP1_RUNNER=target/release/palisade-wasi-run \
+//! CARGO_TARGET_WASM32_WASIP1_RUNNER=target/debug/palisade-wasi-run \
 //!   cargo bench -p palisade-core --bench decision --target wasm32-wasip1
 //! ```
 
