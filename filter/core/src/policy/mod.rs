@@ -225,20 +225,6 @@ impl Policy {
         Policy::compile_with(modules, data, decision, PolicyOptions::default())
     }
 
-    /// As [`Policy::compile`], with evaluations stopped after `time_limit`.
-    pub fn compile_bounded(
-        modules: &BTreeMap<String, String>,
-        data: Option<&serde_json::Value>,
-        decision: &str,
-        time_limit: Duration,
-    ) -> Result<Policy, PolicyError> {
-        let options = PolicyOptions {
-            time_limit,
-            ..PolicyOptions::default()
-        };
-        Policy::compile_with(modules, data, decision, options)
-    }
-
     /// As [`Policy::compile`], with `options`.
     pub fn compile_with(
         modules: &BTreeMap<String, String>,
@@ -292,22 +278,16 @@ impl Policy {
             })?;
         let vm = match options.engine {
             EngineChoice::Interpreter => None,
-            EngineChoice::Vm => Some(VmProgram::compile(&compiled, decision, data_value).map_err(
-                |why| {
-                    let why: Vec<&str> = why
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .collect();
+            // Multi-line compiler messages are joined into one log line by
+            // the glue, as every load error is.
+            EngineChoice::Vm => Some(
+                VmProgram::compile(&compiled, decision, data_value).map_err(|why| {
                     perr(
                         "engine",
-                        format!(
-                            "the policy does not compile for the RVM (`vm`): {}; use `interpreter`",
-                            why.join(" ")
-                        ),
+                        format!("the policy does not compile for the RVM (`vm`): {why}; use `interpreter`"),
                     )
-                },
-            )?),
+                })?,
+            ),
         };
         let policy = Policy {
             compiled,

@@ -225,13 +225,12 @@ fn runaway_is_stopped(engine: EngineChoice) {
 #[test]
 fn a_policy_that_runs_away_on_every_request_fails_the_load() {
     let always = "package envoy.authz\nimport rego.v1\nallow if count([x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := i * j]) > 0\n";
-    let e = Policy::compile_bounded(
-        &modules(always),
-        None,
-        "data.envoy.authz.allow",
-        Duration::from_millis(20),
-    )
-    .unwrap_err();
+    let options = PolicyOptions {
+        time_limit: Duration::from_millis(20),
+        ..PolicyOptions::default()
+    };
+    let e = Policy::compile_with(&modules(always), None, "data.envoy.authz.allow", options)
+        .unwrap_err();
     assert_eq!(e.field, "modules");
     assert!(is_time_limit(&e.message), "{}", e.message);
 }
