@@ -66,7 +66,7 @@ pub fn facts(
     Facts {
         decision_id: decision_id.to_owned(),
         timestamp: rfc3339(now),
-        decision_path: opa_path(&config.policy.decision),
+        decision_path: opa_path(config.policy.decision()),
         input: evaluation.input.clone(),
         result: evaluation.result.clone(),
         decision,
@@ -80,7 +80,7 @@ pub fn facts(
         peer: request.source_address.clone(),
         method,
         path,
-        policy_revision: config.policy.revision.get(..16).map(str::to_owned),
+        policy_revision: evaluation.policy_revision.clone(),
         records: None,
         truncated: false,
         latency_us: 0,

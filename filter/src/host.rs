@@ -74,6 +74,8 @@ pub trait Host {
     fn call_status(&self) -> Option<u16>;
     /// The body of the HTTP call being answered (its first `size` bytes).
     fn call_body(&self, size: usize) -> Option<Vec<u8>>;
+    /// A header of the HTTP call being answered (e.g. `etag`).
+    fn call_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Adds `by` to the counter `name` (defined on first use).
     fn count(&self, name: &str, by: u64);
     /// Records `value` in the histogram `name` (defined on first use).

@@ -32,6 +32,8 @@ pub struct MockHost {
     pub fail_dispatch: bool,
     /// The status the call being answered carries.
     pub call_status: std::cell::Cell<Option<u16>>,
+    /// Headers of the HTTP call being answered.
+    pub call_headers: RefCell<Vec<(String, Vec<u8>)>>,
     /// Counter totals and histogram samples, by metric name.
     pub counters: RefCell<BTreeMap<String, u64>>,
     pub histograms: RefCell<BTreeMap<String, Vec<u64>>>,
@@ -170,6 +172,13 @@ impl Host for MockHost {
         self.response_headers
             .borrow_mut()
             .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+    fn call_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.call_headers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
     fn call_body(&self, size: usize) -> Option<Vec<u8>> {
         let body = self.call_response_body.borrow();

@@ -7,6 +7,7 @@
 //! | no token and no mTLS identity, policy said no | 401 | `Bearer` |
 //! | policy asked for step-up (`step_up`) | 401 | `Bearer error="insufficient_user_authentication", …, acr_values="…", max_age="…"` (RFC 9470) |
 //! | policy said no, failed, or gave an invalid result | 403 | — |
+//! | no policy held yet (remote bundle not fetched) | 503 + `Retry-After` | — |
 //!
 //! A denying policy object's `http_status`, `body` and `headers` replace the
 //! defaults. The default body is JSON naming the stable reason code.
@@ -56,6 +57,11 @@ pub fn for_denial(denial: &Denial, decision_id: &str) -> LocalReply {
             (401, "insufficient_user_authentication")
         }
         DenialKind::Forbidden => (403, "forbidden"),
+        // No policy held yet (a remote bundle not fetched): worth a retry.
+        DenialKind::PolicyUnavailable => {
+            headers.push(("retry-after".into(), "5".into()));
+            (503, "unavailable")
+        }
         DenialKind::Limited(limited) => return for_limit(limited, denial.reason, decision_id),
     };
     let status = denial.reply.http_status.unwrap_or(status);

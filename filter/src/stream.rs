@@ -7,8 +7,10 @@ use crate::metrics;
 use crate::reply;
 use palisade_core::audit::config::AuditConfig;
 use palisade_core::audit::record::Facts;
-use palisade_core::config::Config;
+use palisade_core::config::{Config, PolicySource};
 use palisade_core::gate::Decision;
+use palisade_core::policy::remote_bundle::{LiveBundle, Polled, MAX_FETCH_BYTES};
+use palisade_core::policy::Policy;
 use palisade_core::ratelimit::limits::Limits;
 use palisade_core::ratelimit::meter::{BodyAction, HeaderAction, ResponseMeter};
 use palisade_core::ratelimit::store::SharedStore;
@@ -36,6 +38,10 @@ pub struct Loaded {
     pub remote_keys: RefCell<RemoteKeys>,
     /// JWKS fetches out: (call token, provider index).
     jwks_calls: RefCell<Vec<(u32, usize)>>,
+    /// The bundle this VM fetched, with `policy.bundle.remote`.
+    pub bundle: RefCell<LiveBundle>,
+    /// The bundle poll out, by call token.
+    bundle_call: Cell<Option<u32>>,
 }
 
 impl Loaded {
@@ -57,7 +63,121 @@ impl Loaded {
             store,
             remote_keys,
             jwks_calls: RefCell::new(Vec::new()),
+            bundle: RefCell::new(LiveBundle::default()),
+            bundle_call: Cell::new(None),
         }
+    }
+
+    /// The policy that decides now: the configuration's own, or the last
+    /// good bundle this VM fetched (`None` before the first one).
+    pub fn policy(&self) -> Option<Rc<Policy>> {
+        match &self.config.policy {
+            PolicySource::Fixed(_) => None,
+            PolicySource::Remote(_) => self.bundle.try_borrow().ok()?.policy(),
+        }
+    }
+
+    /// Polls the bundle server when a poll is due (on configure and every tick).
+    pub fn poll_bundle(&self, host: &impl Host) {
+        let PolicySource::Remote(source) = &self.config.policy else {
+            return;
+        };
+        let (Some(now), Ok(mut live)) = (host.now(), self.bundle.try_borrow_mut()) else {
+            return;
+        };
+        let Some(headers) = live.due(source, now) else {
+            return;
+        };
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match host.dispatch(&source.cluster, &headers, b"", source.timeout) {
+            Some(token) => self.bundle_call.set(Some(token)),
+            None => {
+                live.failed(source, now);
+                host.count("palisade.bundle_failures", 1);
+                host.log(
+                    LogLevel::Error,
+                    &format!(
+                        "palisade: cannot poll the policy bundle through cluster `{}` (no such cluster?)",
+                        source.cluster
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Takes the answer to a bundle poll; false if `token` is not one.
+    pub fn bundle_answered(&self, host: &impl Host, token: u32, body_size: usize) -> bool {
+        if self.bundle_call.get() != Some(token) {
+            return false;
+        }
+        self.bundle_call.set(None);
+        let (PolicySource::Remote(source), Some(now), Ok(mut live)) = (
+            &self.config.policy,
+            host.now(),
+            self.bundle.try_borrow_mut(),
+        ) else {
+            return true;
+        };
+        let outcome = if body_size > MAX_FETCH_BYTES {
+            live.failed(source, now);
+            Err(format!(
+                "its answer is {body_size} bytes, over {MAX_FETCH_BYTES}; refused unread"
+            ))
+        } else {
+            let status = host.call_status();
+            let etag = host
+                .call_header("etag")
+                .and_then(|v| String::from_utf8(v).ok());
+            let body = match status {
+                Some(200) => host.call_body(body_size).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            live.answered(source, status, etag, &body, now)
+        };
+        match outcome {
+            Ok(Polled::Unchanged) => host.count("palisade.bundle_polls_unchanged", 1),
+            Ok(Polled::Installed {
+                revision,
+                describe,
+                verified,
+            }) => {
+                host.count("palisade.bundle_loads", 1);
+                host.log(
+                    LogLevel::Info,
+                    &format!(
+                        "palisade: bundle revision `{revision}` ({}) from cluster `{}` is in force: {describe}",
+                        if verified { "signature verified" } else { "unsigned" },
+                        source.cluster
+                    ),
+                );
+            }
+            Err(why) => {
+                host.count("palisade.bundle_failures", 1);
+                let held = match live.revision() {
+                    Some(revision) => format!("bundle revision `{revision}` stays in force"),
+                    None => "no bundle is held: requests are refused (503 policy_unavailable)"
+                        .to_owned(),
+                };
+                // One line, so log tooling keeps the whole reason together.
+                let why: Vec<&str> = why
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                host.log(
+                    LogLevel::Error,
+                    &format!(
+                        "palisade: policy bundle from cluster `{}` refused: {}; {held}",
+                        source.cluster,
+                        why.join(" ")
+                    ),
+                );
+            }
+        }
+        true
     }
 
     /// Sends the JWKS fetches that are due (on configure and every tick).
@@ -372,11 +492,16 @@ impl Stream {
             let Ok(remote) = loaded.remote_keys.try_borrow() else {
                 return self.refuse(host, &request, now, "internal_error");
             };
-            loaded
-                .config
-                .decide_timed(&request, now, &mut cache, &loaded.limits, &remote, &|| {
-                    host.now()
-                })
+            let live = loaded.policy();
+            loaded.config.decide_timed(
+                live.as_deref().or(loaded.config.policy.fixed()),
+                &request,
+                now,
+                &mut cache,
+                &loaded.limits,
+                &remote,
+                &|| host.now(),
+            )
         };
         let id = decision_id(&request, now, Some(loaded));
         self.decision_id = id.clone();

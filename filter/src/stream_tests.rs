@@ -493,8 +493,8 @@ fn the_decision_waits_for_the_body_and_the_policy_sees_it_parsed() {
     let mut stream = Stream::new(Some(body_loaded(1024)), writer());
     assert_eq!(stream.on_request_headers(&big, false), Flow::Stop);
     assert_eq!(stream.on_request_body(&big, 16, true), Flow::Stop);
-    // No token, so the denial asks for one.
-    assert_eq!(big.reply.borrow().as_ref().map(|r| r.status), Some(401));
+    // No providers, so no token is asked for: 403, as OPA-Envoy denies.
+    assert_eq!(big.reply.borrow().as_ref().map(|r| r.status), Some(403));
 }
 
 #[test]
@@ -521,7 +521,7 @@ fn without_request_body_or_without_a_body_the_headers_decide() {
     let mut stream = Stream::new(Some(body_loaded(64)), writer());
     // end_of_stream on the headers: no body is coming.
     assert_eq!(stream.on_request_headers(&host, true), Flow::Stop);
-    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(401));
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(403));
     let host = MockHost::get("/health", &[], NOW);
     let mut stream = Stream::new(Some(loaded("enforce")), writer());
     assert_eq!(stream.on_request_headers(&host, false), Flow::Continue);
@@ -601,7 +601,7 @@ fn trailers_end_a_held_request_with_a_decision_never_a_pass() {
     assert_eq!(stream.on_request_headers(&host, false), Flow::Stop);
     assert_eq!(stream.on_request_body(&host, 16, false), Flow::Stop);
     assert_eq!(stream.on_request_trailers(&host), Flow::Stop);
-    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(401));
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(403));
     assert_eq!(*host.request_body_reads.borrow(), vec![16]);
 
     // The same with a body the policy allows: decided, then let through.
@@ -617,5 +617,95 @@ fn trailers_end_a_held_request_with_a_decision_never_a_pass() {
     let mut stream = Stream::new(Some(body_loaded(1024)), writer());
     assert_eq!(stream.on_request_headers(&host, false), Flow::Stop);
     assert_eq!(stream.on_request_trailers(&host), Flow::Stop);
-    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(401));
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(403));
+}
+
+/// A remote-bundle configuration and a signed bundle whose policy allows
+/// `/health` only.
+fn bundle_loaded() -> (Rc<Loaded>, Vec<u8>) {
+    use palisade_core::bundle::{build, Signer};
+    let key = std::fs::read("../envoy/test-keys/rs256.key.pem").unwrap();
+    let public = std::fs::read_to_string("../envoy/test-keys/rs256.pub.pem").unwrap();
+    let signer = Signer::from_pem(Alg::RS256, &key, None, None).unwrap();
+    let files: [(&str, &[u8]); 2] = [
+        ("/.manifest", br#"{"revision": "r1"}"#),
+        (
+            "/envoy/authz/policy.rego",
+            b"package envoy.authz\nallow if input.attributes.request.http.path == \"/health\"\n",
+        ),
+    ];
+    let bundle = build(&files, Some(&signer)).unwrap();
+    let config = json!({"policy": {"bundle": {
+        "remote": {"cluster": "bundles", "path": "/b.tar.gz", "poll_seconds": 30},
+        "signing": {"key": public},
+    }}});
+    let loaded = Rc::new(Loaded::new(
+        Config::from_json(config.to_string().as_bytes()).unwrap(),
+        Rc::new(palisade_core::ratelimit::store::MemoryStore::default()),
+    ));
+    (loaded, bundle)
+}
+
+#[test]
+fn a_remote_bundle_is_polled_through_the_cluster_and_decides_once_installed() {
+    let (loaded, bundle) = bundle_loaded();
+    let root = MockHost::get("/", &[], NOW);
+    loaded.poll_bundle(&root);
+    let calls = root.calls.borrow().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0, "bundles");
+    assert!(calls[0].1.contains(&(":path".into(), "/b.tar.gz".into())));
+    loaded.poll_bundle(&root);
+    assert_eq!(root.calls.borrow().len(), 1, "one poll at a time");
+
+    // Before a bundle: 503, and nothing reaches the upstream.
+    let host = MockHost::get("/health", &[], NOW);
+    assert_eq!(run(Some(loaded.clone()), &host), Flow::Stop);
+    let reply = host.reply.borrow().clone().unwrap();
+    assert_eq!(reply.status, 503);
+    assert!(reply.body.contains("policy_unavailable"), "{}", reply.body);
+
+    // The bundle arrives, with an ETag the next poll sends back.
+    root.call_status.set(Some(200));
+    *root.call_response_body.borrow_mut() = bundle.clone();
+    root.call_headers
+        .borrow_mut()
+        .push(("etag".into(), b"\"v1\"".to_vec()));
+    assert!(
+        !loaded.bundle_answered(&root, 99, bundle.len()),
+        "not the poll"
+    );
+    assert!(loaded.bundle_answered(&root, 1, bundle.len()));
+    assert_eq!(
+        root.counters.borrow().get("palisade.bundle_loads"),
+        Some(&1)
+    );
+    let host = MockHost::get("/health", &[], NOW);
+    assert_eq!(run(Some(loaded.clone()), &host), Flow::Continue);
+    let host = MockHost::get("/api/v1/customers", &[], NOW);
+    assert_eq!(run(Some(loaded.clone()), &host), Flow::Stop);
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(403));
+
+    let later = MockHost::get("/", &[], NOW + Duration::from_secs(30));
+    loaded.poll_bundle(&later);
+    let calls = later.calls.borrow().clone();
+    assert!(calls[0]
+        .1
+        .contains(&("if-none-match".into(), "\"v1\"".into())));
+
+    // An oversized answer is refused unread; the bundle stays in force.
+    later.call_status.set(Some(200));
+    let huge = palisade_core::policy::remote_bundle::MAX_FETCH_BYTES + 1;
+    assert!(loaded.bundle_answered(&later, 1, huge));
+    assert_eq!(
+        later.counters.borrow().get("palisade.bundle_failures"),
+        Some(&1)
+    );
+    assert!(later
+        .logs
+        .borrow()
+        .iter()
+        .any(|(_, m)| m.contains("`r1` stays in force")));
+    let host = MockHost::get("/health", &[], NOW);
+    assert_eq!(run(Some(loaded), &host), Flow::Continue);
 }

@@ -128,6 +128,12 @@ impl Host for ProxyWasmHost {
         }
     }
 
+    fn call_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
     fn count(&self, name: &str, by: u64) {
         if let Some(id) = metric_id(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
@@ -224,7 +230,7 @@ impl Context for PalisadeRoot {
         true
     }
 
-    /// A JWKS fetch, an audit upload or an alert came back.
+    /// A JWKS fetch, a bundle poll, an audit upload or an alert came back.
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -233,7 +239,9 @@ impl Context for PalisadeRoot {
         _trailers: usize,
     ) {
         if let Some(loaded) = &self.loaded {
-            if loaded.keys_answered(&ProxyWasmHost, token_id, body_size) {
+            if loaded.keys_answered(&ProxyWasmHost, token_id, body_size)
+                || loaded.bundle_answered(&ProxyWasmHost, token_id, body_size)
+            {
                 return;
             }
         }
@@ -288,19 +296,19 @@ impl RootContext for PalisadeRoot {
                 host.log(
                     LogLevel::Info,
                     &format!(
-                        "palisade: configuration loaded: mode {:?}, {} provider(s), policy revision {} on the {}",
+                        "palisade: configuration loaded: mode {:?}, {} provider(s), {}",
                         config.mode,
                         config.providers.len(),
-                        config.policy.revision.get(..16).unwrap_or_default(),
-                        config.policy.engine().describe()
+                        config.policy.describe()
                     ),
                 );
                 let loaded = Loaded::new(config, Rc::new(HostSharedData));
                 if hostcalls::set_tick_period(crate::stream::TICK_PERIOD).is_err() {
                     host.log(LogLevel::Warn, "palisade: no tick timer: idle rate-limit state is reclaimed only as buckets fill, and the audit chain's slot lease is not renewed");
                 }
-                // Remote JWKS are fetched at once, not at the first tick.
+                // Remote JWKS and bundles are fetched at once, not at the first tick.
                 loaded.fetch_keys(&host);
+                loaded.poll_bundle(&host);
                 self.loaded = Some(Rc::new(loaded));
                 true
             }
@@ -320,12 +328,13 @@ impl RootContext for PalisadeRoot {
         }
     }
 
-    /// Sweeps idle rate-limit state and fetches JWKS that are due (the
-    /// period is set in `on_configure`).
+    /// Sweeps idle rate-limit state and fetches the JWKS and the bundle
+    /// when due (the period is set in `on_configure`).
     fn on_tick(&mut self) {
         if let Some(loaded) = &self.loaded {
             loaded.on_tick(&ProxyWasmHost);
             loaded.fetch_keys(&ProxyWasmHost);
+            loaded.poll_bundle(&ProxyWasmHost);
         }
         crate::stream::audit_tick(&trail(), self.loaded.as_deref(), &ProxyWasmHost);
     }

@@ -61,8 +61,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(s.name, s.name.to_ascii_lowercase());
     }
     assert!(config.token_cache_capacity <= MAX_TOKEN_CACHE);
-    assert!(config.policy.decision.starts_with("data."));
-    assert_eq!(config.policy.revision.len(), 64);
+    assert!(config.policy.decision().starts_with("data."));
+    assert_eq!(config.policy.fixed().map_or(64, |p| p.revision.len()), 64);
 
     // A config that loads can decide: GET /health, no token.
     let request = Request {

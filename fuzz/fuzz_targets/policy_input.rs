@@ -37,8 +37,12 @@ fuzz_target!(|data: &[u8]| {
             v,
             input::build(request, token.as_ref(), parsed.usage.clone())
         );
-        let vm = config.policy.evaluate(v.clone());
-        let interpreted = config.policy.evaluate_interpreted(v.clone());
+        let vm = config.policy.fixed().unwrap().evaluate(v.clone());
+        let interpreted = config
+            .policy
+            .fixed()
+            .unwrap()
+            .evaluate_interpreted(v.clone());
         let timed_out = |r: &Result<Value, String>| {
             r.as_ref()
                 .is_err_and(|e| palisade_core::policy::is_time_limit(e))

@@ -231,3 +231,61 @@ fn serve_proxies_through_the_real_wasm() {
     child.kill().ok();
     child.wait().ok();
 }
+
+#[test]
+fn a_bundle_file_named_in_the_config_is_read_relative_to_it() {
+    use palisade_core::bundle::build;
+    let dir = std::env::temp_dir().join(format!("palisade-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: [(&str, &[u8]); 2] = [
+        ("/.manifest", br#"{"revision": "r9", "rego_version": 0}"#),
+        (
+            "/envoy/authz/policy.rego",
+            b"package envoy.authz\ndefault allow = false\nallow { input.attributes.request.http.method == \"GET\" }\n",
+        ),
+    ];
+    std::fs::write(dir.join("bundle.tar.gz"), build(&files, None).unwrap()).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"policy": {"bundle": {"file": "bundle.tar.gz"}}}"#,
+    )
+    .unwrap();
+    let eval = |method: &str| {
+        let input = dir.join("input.json");
+        let doc = format!(r#"{{"attributes":{{"request":{{"http":{{"method":"{method}"}}}}}}}}"#);
+        std::fs::write(&input, doc).unwrap();
+        let o = palisade(&[
+            "eval",
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["decision"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(eval("GET"), "allow");
+    assert_eq!(eval("POST"), "deny");
+
+    std::fs::write(
+        &config,
+        r#"{"policy": {"bundle": {"file": "missing.tar.gz"}}}"#,
+    )
+    .unwrap();
+    let o = palisade(&[
+        "eval",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        "/dev/null",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("policy.bundle.file: ") && text(&o).contains("missing.tar.gz"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -64,8 +64,12 @@ fn shared_cases_hold_natively() {
         // The filter evaluates on regorus's RVM; its interpreter is the
         // reference. Both must say the same on every case's input.
         if let Some(input) = &evaluation.input {
-            let vm = config.policy.evaluate(input.clone());
-            let interpreted = config.policy.evaluate_interpreted(input.clone());
+            let vm = config.policy.fixed().unwrap().evaluate(input.clone());
+            let interpreted = config
+                .policy
+                .fixed()
+                .unwrap()
+                .evaluate_interpreted(input.clone());
             let agree = match (&vm, &interpreted) {
                 (Ok(a), Ok(b)) => a == b,
                 (Err(_), Err(_)) => true,
@@ -122,7 +126,7 @@ fn shared_cases_hold_natively() {
     }
     assert!(ran > 0, "no case selected");
     assert_eq!(
-        config.policy.engine(),
+        config.policy.fixed().unwrap().engine(),
         palisade_core::policy::EngineInUse::Vm,
         "the reference policy must run on the RVM"
     );

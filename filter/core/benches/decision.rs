@@ -148,7 +148,7 @@ fn benches(c: &mut Criterion) {
     });
 
     assert_eq!(
-        config.policy.engine(),
+        config.policy.fixed().unwrap().engine(),
         palisade_core::policy::EngineInUse::Vm
     );
     let input_allowed = input::build_at(&allowed, Some(&verified), None, Some(NOW));
@@ -156,7 +156,14 @@ fn benches(c: &mut Criterion) {
     let mut evaluate = c.benchmark_group("policy_evaluate");
     for (name, input) in [("allow", &input_allowed), ("deny", &input_denied)] {
         evaluate.bench_function(name, |b| {
-            b.iter(|| config.policy.evaluate(black_box(input.clone())).unwrap())
+            b.iter(|| {
+                config
+                    .policy
+                    .fixed()
+                    .unwrap()
+                    .evaluate(black_box(input.clone()))
+                    .unwrap()
+            })
         });
     }
     // The interpreter, for comparison (the filter runs the RVM).
@@ -168,6 +175,8 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 config
                     .policy
+                    .fixed()
+                    .unwrap()
                     .evaluate_interpreted(black_box(input.clone()))
                     .unwrap()
             })

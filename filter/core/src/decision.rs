@@ -211,6 +211,16 @@ fn step_up(value: &Value) -> Result<Option<StepUp>, String> {
 }
 
 fn allow_directives(obj: &Value) -> Result<AllowDirectives, String> {
+    // OPA-Envoy fields Palisade cannot apply: letting the request through
+    // without them could hand the upstream a query parameter the policy
+    // meant to strip, so such an allow is refused, loudly.
+    for field in ["query_parameters_to_set", "query_parameters_to_remove"] {
+        if obj[field] != Value::Undefined {
+            return Err(format!(
+                "`{field}` is not supported by Palisade; the request is refused rather than sent unchanged"
+            ));
+        }
+    }
     let request_headers_to_remove = match &obj["request_headers_to_remove"] {
         Value::Undefined => Vec::new(),
         Value::Array(items) => items

@@ -158,3 +158,16 @@ fn a_malformed_step_up_is_a_plain_denial_that_says_why() {
         assert!(d.detail.contains("step_up"), "{bad}: {}", d.detail);
     }
 }
+
+#[test]
+fn an_allow_with_query_parameter_changes_palisade_cannot_apply_is_refused() {
+    for field in ["query_parameters_to_set", "query_parameters_to_remove"] {
+        let verdict = interpret(v(json!({"allowed": true, field: ["token"]})));
+        assert_eq!(reason(verdict), DenyReason::InvalidResult, "{field}");
+    }
+    // Dynamic metadata is for other Envoy filters: ignored, still allowed.
+    assert!(matches!(
+        interpret(v(json!({"allowed": true, "dynamic_metadata": {"a": 1}}))),
+        PolicyVerdict::Allow(_)
+    ));
+}

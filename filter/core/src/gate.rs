@@ -7,6 +7,7 @@
 use crate::config::{Config, Mode};
 use crate::decision::{self, AllowDirectives, DenyReason, PolicyVerdict, ReplyOverrides, StepUp};
 use crate::input;
+use crate::policy::Policy;
 use crate::ratelimit::limits::{LimitDenial, Limits};
 use crate::ratelimit::meter::ResponseMeter;
 use crate::request::Request;
@@ -35,6 +36,9 @@ pub struct Evaluation {
     /// Time spent verifying the token and evaluating the policy, when a
     /// clock was given ([`Config::decide_timed`]).
     pub timings: Timings,
+    /// The first 16 hex digits of the revision of the policy that decided
+    /// ([`crate::policy::Policy::revision`]), when one was held.
+    pub policy_revision: Option<String>,
 }
 
 /// Time spent in the two costly steps of a decision.
@@ -76,6 +80,9 @@ pub enum DenialKind {
     StepUp(StepUp),
     /// A rate limit refused it (page size, suspension, rate). The policy was not evaluated.
     Limited(LimitDenial),
+    /// No policy is held yet (a remote bundle not fetched, or refused, so
+    /// far): Palisade's state, not the caller's fault.
+    PolicyUnavailable,
 }
 
 impl Evaluation {
@@ -112,16 +119,26 @@ impl Config {
         cache: &mut TokenCache,
         limits: &Limits,
     ) -> Evaluation {
-        self.decide_timed(request, now, cache, limits, &RemoteKeys::default(), &|| {
-            None
-        })
+        self.decide_timed(
+            self.policy.fixed(),
+            request,
+            now,
+            cache,
+            limits,
+            &RemoteKeys::default(),
+            &|| None,
+        )
     }
 
-    /// As [`Config::decide`], with the keys fetched for remote providers
+    /// As [`Config::decide`], evaluating `policy` (the configuration's
+    /// own, or the bundle this VM fetched; `None` denies with
+    /// `policy_unavailable`), with the keys fetched for remote providers
     /// (`remote`), timing verification and evaluation with `clock` (the
     /// host's monotonic-enough clock; `None` when unavailable).
+    #[allow(clippy::too_many_arguments)]
     pub fn decide_timed(
         &self,
+        policy: Option<&Policy>,
         request: &Request,
         now: Duration,
         cache: &mut TokenCache,
@@ -153,6 +170,7 @@ impl Config {
                     input: Some(input::build(request, None, None)),
                     result: None,
                     timings,
+                    policy_revision: None,
                 }
             }
         };
@@ -172,12 +190,30 @@ impl Config {
                     meters: Vec::new(),
                     result: None,
                     timings,
+                    policy_revision: None,
                 }
             }
         };
         let input = input::build_at(request, token.as_deref(), Some(usage), Some(now));
+        let Some(policy) = policy else {
+            return Evaluation {
+                decision: Decision::Deny(Denial {
+                    kind: DenialKind::PolicyUnavailable,
+                    reason: "policy_unavailable",
+                    detail: "no policy bundle is held yet".into(),
+                    reply: ReplyOverrides::default(),
+                }),
+                token,
+                enforced,
+                meters: Vec::new(),
+                input: Some(input),
+                result: None,
+                timings,
+                policy_revision: None,
+            };
+        };
         let started = clock();
-        let evaluated = self.policy.evaluate(input.clone());
+        let evaluated = policy.evaluate_at(input.clone(), now);
         timings.evaluate = since(started);
         let result = evaluated.as_ref().ok().cloned();
         let decision = match decision::interpret(evaluated) {
@@ -186,9 +222,13 @@ impl Config {
                 kind: match denial.step_up {
                     Some(step_up) => DenialKind::StepUp(step_up),
                     // A caller that proved who it is over mTLS is not asked
-                    // for a bearer token: it is refused.
+                    // for a bearer token: it is refused. Without providers
+                    // Palisade verifies no bearer token (an OPA-Envoy
+                    // policy may verify its own): a denial is a 403, as
+                    // OPA-Envoy answers.
                     None if token.is_none()
                         && request.source_principal.is_none()
+                        && !self.providers.is_empty()
                         && denial.reason == DenyReason::Denied =>
                     {
                         DenialKind::Unauthenticated
@@ -213,6 +253,7 @@ impl Config {
             input: Some(input),
             result,
             timings,
+            policy_revision: policy.revision.get(..16).map(str::to_owned),
         }
     }
 

@@ -7,7 +7,8 @@
 //! - [`token`]: finding, verifying and caching bearer tokens;
 //! - [`input`]: the OPA-Envoy-compatible policy input;
 //! - [`policy`] and [`decision`]: Rego evaluation and strict reading of its result;
-//! - [`gate`]: the per-request pipeline, returning an [`gate::Evaluation`].
+//! - [`gate`]: the per-request pipeline, returning an [`gate::Evaluation`];
+//! - [`bundle`]: reading and verifying standard OPA bundles (`.tar.gz`).
 //!
 //! Time is always passed in (`now`, since the Unix epoch): the core never
 //! reads a clock.
@@ -36,6 +37,7 @@
 
 pub mod algorithm;
 pub mod audit;
+pub mod bundle;
 pub mod canonical_path;
 pub mod config;
 pub mod decision;

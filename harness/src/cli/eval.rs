@@ -21,7 +21,19 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         .map_err(|e| format!("{}: {e}", args.filter.config.display()))?;
     let input: serde_json::Value = serde_json::from_str(&read(&args.input)?)
         .map_err(|e| format!("{}: not JSON: {e}", args.input.display()))?;
-    let result = config.policy.evaluate(regorus::Value::from(input));
+    let Some(policy) = config.policy.fixed() else {
+        return Err(format!(
+            "{}: the policy comes from a bundle server (`policy.bundle.remote`), which `palisade eval` does not fetch; download the bundle and name it in `policy.bundle.file`",
+            args.filter.config.display()
+        ));
+    };
+    // `time.now_ns` and `io.jwt.decode_verify` see this machine's clock:
+    // the CLI's own business, not the filter's.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let result = policy.evaluate_at(regorus::Value::from(input), now);
     let raw = match &result {
         Ok(v) => serde_json::from_str(&v.to_json_str().unwrap_or_default()).unwrap_or(json!(null)),
         Err(e) => json!({"error": e}),

@@ -64,30 +64,44 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    /// The configuration JSON, with `--policy` files swapped in.
+    /// The configuration JSON, with `--policy` files swapped in and a
+    /// `policy.bundle.file` read (relative to the configuration's folder)
+    /// and embedded as `inline`: the filter itself has no file access.
     pub fn config_bytes(&self) -> Result<Vec<u8>, String> {
         let text = read(&self.config)?;
-        if self.policies.is_empty() {
+        let bundle_file = text.contains("\"file\"");
+        if self.policies.is_empty() && !bundle_file {
             return Ok(text.into_bytes());
         }
         let mut config: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not JSON: {e}", self.config.display()))?;
-        let mut modules = serde_json::Map::new();
-        for p in &self.policies {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| p.display().to_string());
-            modules.insert(name, read(p)?.into());
-        }
-        match config
+        let Some(policy) = config
             .pointer_mut("/policy")
             .and_then(|p| p.as_object_mut())
-        {
-            Some(policy) => {
-                policy.insert("modules".into(), modules.into());
+        else {
+            return Err(format!("{}: has no `policy` object", self.config.display()));
+        };
+        if !self.policies.is_empty() {
+            let mut modules = serde_json::Map::new();
+            for p in &self.policies {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| p.display().to_string());
+                modules.insert(name, read(p)?.into());
             }
-            None => return Err(format!("{}: has no `policy` object", self.config.display())),
+            policy.insert("modules".into(), modules.into());
+        }
+        if let Some(bundle) = policy.get_mut("bundle").and_then(|b| b.as_object_mut()) {
+            if let Some(serde_json::Value::String(file)) = bundle.remove("file") {
+                let base = self.config.parent().unwrap_or(std::path::Path::new("."));
+                let path = base.join(&file);
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("policy.bundle.file: {}: {e}", path.display()))?;
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+                bundle.insert("inline".into(), encoded.into());
+            }
         }
         Ok(config.to_string().into_bytes())
     }

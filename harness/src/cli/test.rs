@@ -2,7 +2,7 @@
 //! with the same regorus build the filter embeds (so a policy that passes
 //! here cannot call a builtin the filter lacks).
 
-use palisade_core::policy::{ast, builtins};
+use palisade_core::policy::{ast, builtins, opa_jwt};
 use regorus::{Engine, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +18,10 @@ pub struct Args {
     /// Only run tests whose name contains this text.
     #[arg(long)]
     run: Option<String>,
+    /// Parse the files as pre-1.0 Rego (`allow { … }`), as `opa test
+    /// --v0-compatible` does.
+    #[arg(long)]
+    v0_compatible: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, String> {
@@ -35,6 +39,16 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         return Err(format!("no .rego files in {}", display(&paths)));
     }
     let mut engine = Engine::new();
+    engine.set_rego_v0(args.v0_compatible);
+    // The filter's `io.jwt.*` and `time.now_ns`, on this machine's clock.
+    let clock = opa_jwt::EvalClock::default();
+    // The CLI's clock is its own business, not the filter's.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    clock.set(now);
+    opa_jwt::register(&mut engine, &clock)?;
     for f in &files {
         let source = super::read(f)?;
         engine

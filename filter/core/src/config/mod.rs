@@ -5,11 +5,13 @@
 //! builtin check) happens here, once per configuration. Every error names the
 //! field it is about, e.g. `providers[0].algorithms[1]: unknown algorithm "none"`.
 
+pub mod bundle;
+pub mod policy;
 pub mod raw;
 
 use crate::algorithm::Alg;
 use crate::jwks;
-use crate::policy::{EngineChoice, Policy, PolicyOptions};
+use crate::policy::Policy;
 use crate::ratelimit::rule::Rule;
 use crate::token::cache::DEFAULT_CAPACITY;
 use crate::token::extract::HeaderSource;
@@ -31,7 +33,7 @@ pub const MAX_REQUEST_BODY: usize = 1 << 20;
 pub struct Config {
     pub mode: Mode,
     pub providers: Vec<Provider>,
-    pub policy: Policy,
+    pub policy: PolicySource,
     pub token_cache_capacity: usize,
     /// Per-identity limits, in configuration order.
     pub rate_limits: Vec<Rule>,
@@ -43,6 +45,51 @@ pub struct Config {
     pub request_body_max: Option<usize>,
     /// Things that loaded but deserve a log line (e.g. skipped JWKs).
     pub warnings: Vec<String>,
+}
+
+/// Where the policy that decides comes from.
+// One per configuration, built once and never moved on a request's path:
+// the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum PolicySource {
+    /// Compiled with the configuration: inline modules, or a bundle given
+    /// with it.
+    Fixed(Policy),
+    /// Polled from a bundle server: each VM holds what it fetched (a
+    /// [`crate::policy::remote_bundle::LiveBundle`]).
+    Remote(crate::policy::remote_bundle::RemoteBundle),
+}
+
+impl PolicySource {
+    /// The policy compiled with the configuration, if it has one.
+    pub fn fixed(&self) -> Option<&Policy> {
+        match self {
+            PolicySource::Fixed(policy) => Some(policy),
+            PolicySource::Remote(_) => None,
+        }
+    }
+
+    /// For the load log: what decides.
+    pub fn describe(&self) -> String {
+        match self {
+            PolicySource::Fixed(policy) => policy.describe(),
+            PolicySource::Remote(remote) => format!(
+                "policy from the bundle server through cluster `{}` ({}), polled every {} s",
+                remote.cluster,
+                remote.decision,
+                remote.poll.as_secs()
+            ),
+        }
+    }
+
+    /// The rule queried, e.g. `data.envoy.authz.allow`.
+    pub fn decision(&self) -> &str {
+        match self {
+            PolicySource::Fixed(policy) => &policy.decision,
+            PolicySource::Remote(remote) => &remote.decision,
+        }
+    }
 }
 
 /// Why a configuration was refused. The message starts with the field path.
@@ -113,32 +160,7 @@ impl Config {
             }
             providers.push(provider);
         }
-        let time_limit = match raw.policy.max_eval_ms {
-            None => crate::policy::DEFAULT_TIME_LIMIT,
-            Some(ms @ 1..=1000) => std::time::Duration::from_millis(ms),
-            Some(ms) => {
-                return Err(err(
-                    "policy.max_eval_ms",
-                    format!("{ms} is not between 1 and 1000"),
-                ))
-            }
-        };
-        let engine = match raw.policy.engine.as_deref() {
-            None => EngineChoice::Interpreter,
-            Some(name) => EngineChoice::parse(name).ok_or_else(|| {
-                err(
-                    "policy.engine",
-                    format!("`{name}` is not one of `interpreter`, `vm`"),
-                )
-            })?,
-        };
-        let policy = Policy::compile_with(
-            &raw.policy.modules,
-            raw.policy.data.as_ref(),
-            &raw.policy.decision,
-            PolicyOptions { time_limit, engine },
-        )
-        .map_err(|e| err(format!("policy.{}", e.field), e.message))?;
+        let policy = compile_policy(&raw.policy)?;
         let token_cache_capacity = match raw.token_cache {
             None => DEFAULT_CAPACITY,
             Some(c) if c.max_entries <= MAX_TOKEN_CACHE => c.max_entries,
@@ -323,6 +345,16 @@ fn compile_provider(
         sources,
         remote,
     })
+}
+
+/// The policy: inline modules, or a bundle.
+fn compile_policy(raw: &raw::RawPolicy) -> Result<PolicySource, ConfigError> {
+    let decision = policy::decision_reference(raw.decision.as_deref())?;
+    let options = policy::options(raw)?;
+    if let Some(source) = &raw.bundle {
+        return bundle::compile(raw, source, decision, options);
+    }
+    policy::compile_modules(raw, &decision, options).map(PolicySource::Fixed)
 }
 
 /// Bounds of `remote_jwks.cache_seconds`: often enough to pick up a

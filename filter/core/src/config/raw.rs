@@ -319,10 +319,25 @@ pub struct RawHeaderSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
+    /// Module name → Rego source; or `bundle` (exactly one of the two).
+    #[serde(default)]
     pub modules: BTreeMap<String, String>,
     #[serde(default)]
     pub data: Option<serde_json::Value>,
-    pub decision: String,
+    /// The rule queried, as a Rego reference (`data.envoy.authz.allow`) or
+    /// as OPA-Envoy's `path` (`envoy/authz/allow`, the default).
+    #[serde(default)]
+    pub decision: Option<String>,
+    /// `v1` (default, OPA 1.0's syntax) or `v0` (pre-1.0 syntax, as OPA's
+    /// `--v0-compatible`), for every module.
+    #[serde(default)]
+    pub rego_version: Option<String>,
+    /// Module name → `v0`/`v1`, overriding `rego_version` for that module.
+    #[serde(default)]
+    pub module_rego_versions: BTreeMap<String, String>,
+    /// An OPA bundle holding the modules and data.
+    #[serde(default)]
+    pub bundle: Option<RawBundle>,
     /// Milliseconds one evaluation may run before it is stopped and the
     /// request denied (`policy_timeout`); default 50, at most 1000.
     #[serde(default)]
@@ -331,6 +346,62 @@ pub struct RawPolicy {
     /// `policy::KNOWN_RVM_DIVERGENCES`).
     #[serde(default)]
     pub engine: Option<String>,
+}
+
+/// Where an OPA bundle comes from (exactly one of `file`, `inline`,
+/// `remote`), and the key its signatures must verify with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBundle {
+    /// A bundle file, read by the process that loads the configuration
+    /// (the harness and CLI). Envoy gives Wasm filters no file system: in
+    /// Envoy use `inline` or `remote`.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The bundle's `.tar.gz` bytes, base64.
+    #[serde(default)]
+    pub inline: Option<String>,
+    /// A bundle server, polled through an Envoy cluster.
+    #[serde(default)]
+    pub remote: Option<RawBundleRemote>,
+    /// Verify `.signatures.json` with this key; unsigned or tampered
+    /// bundles are then refused.
+    #[serde(default)]
+    pub signing: Option<RawBundleSigning>,
+}
+
+/// A bundle server reached through an Envoy cluster (OPA's bundle service).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBundleRemote {
+    pub cluster: String,
+    /// e.g. `/bundles/authz.tar.gz`.
+    pub path: String,
+    /// `:authority` of the fetch (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Seconds between polls (default 60).
+    #[serde(default)]
+    pub poll_seconds: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// OPA's bundle verification config (`keys` + `signing`), for one key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBundleSigning {
+    /// PEM public key or certificate; for HS* algorithms, the secret.
+    pub key: String,
+    /// JWS algorithm of the signatures (default `RS256`).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// The `keyid` the signatures must name, if any.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// The `scope` the signatures must carry, if any.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// Bounds of the per-VM verified-token cache.

@@ -272,12 +272,15 @@ fn record_budgets_load() {
 #[test]
 fn the_evaluation_time_limit_is_bounded_and_named() {
     let c = config(json!({}), ALLOW_ALL);
-    assert_eq!(c.policy.time_limit, crate::policy::DEFAULT_TIME_LIMIT);
+    assert_eq!(
+        c.policy.fixed().unwrap().time_limit,
+        crate::policy::DEFAULT_TIME_LIMIT
+    );
     let mut j = base();
     j["policy"]["max_eval_ms"] = json!(5);
     let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
     assert_eq!(
-        c.map(|c| c.policy.time_limit),
+        c.map(|c| c.policy.fixed().unwrap().time_limit),
         Ok(std::time::Duration::from_millis(5))
     );
     for bad in [0, 1001] {
@@ -291,13 +294,20 @@ fn the_evaluation_time_limit_is_bounded_and_named() {
 fn the_policy_engine_is_the_interpreter_or_the_vm_and_named_when_wrong() {
     use crate::policy::EngineInUse;
     assert_eq!(
-        config(json!({}), ALLOW_ALL).policy.engine(),
+        config(json!({}), ALLOW_ALL)
+            .policy
+            .fixed()
+            .unwrap()
+            .engine(),
         EngineInUse::Interpreter
     );
     let mut j = base();
     j["policy"]["engine"] = json!("vm");
     let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
-    assert_eq!(c.map(|c| c.policy.engine()), Ok(EngineInUse::Vm));
+    assert_eq!(
+        c.map(|c| c.policy.fixed().unwrap().engine()),
+        Ok(EngineInUse::Vm)
+    );
     for bad in ["auto", "fast"] {
         j["policy"]["engine"] = json!(bad);
         assert_eq!(
@@ -346,4 +356,198 @@ fn anything_after_the_config_object_is_refused() {
         Config::from_json(format!("{j}\n  ").as_bytes()).is_ok(),
         "whitespace is fine"
     );
+}
+
+/// OPA's Envoy primer writes `default allow = false` and `allow { … }`.
+const V0_POLICY: &str = "package envoy.authz\ndefault allow = false\nallow { input.attributes.request.http.method == \"GET\" }\n";
+
+#[test]
+fn v0_syntax_loads_when_asked_for_and_only_then() {
+    let mut j = base();
+    j["policy"] = json!({"modules": {"authz.rego": V0_POLICY}});
+    let e = load_err(&j);
+    assert!(e.starts_with("policy.modules[\"authz.rego\"]: "), "{e}");
+
+    j["policy"]["rego_version"] = json!("v0");
+    let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
+    assert_eq!(
+        c.map(|c| c.policy.decision().to_owned()),
+        Ok("data.envoy.authz.allow".into()),
+        "the default decision is OPA-Envoy's"
+    );
+
+    j["policy"]["rego_version"] = json!("v2");
+    assert_eq!(
+        load_err(&j),
+        "policy.rego_version: `v2` is not one of `v0`, `v1`"
+    );
+}
+
+#[test]
+fn the_syntax_is_chosen_per_module() {
+    let v1 = "package envoy.authz\nimport data.roles\nallow if roles.ok\n";
+    let v0 = "package roles\nok { true }\n";
+    let mut j = base();
+    j["policy"] = json!({
+        "modules": {"authz.rego": v1, "roles.rego": v0},
+        "module_rego_versions": {"roles.rego": "v0"},
+    });
+    assert!(
+        Config::from_json(j.to_string().as_bytes()).is_ok(),
+        "{}",
+        load_err(&j)
+    );
+
+    // Without the override, the v0 module is read as v1, and refused.
+    j["policy"]["module_rego_versions"] = json!({});
+    assert!(load_err(&j).starts_with("policy.modules[\"roles.rego\"]: "));
+
+    j["policy"]["module_rego_versions"] = json!({"role.rego": "v0"});
+    assert_eq!(
+        load_err(&j),
+        "policy.module_rego_versions[\"role.rego\"]: names no module of `policy.modules`"
+    );
+}
+
+#[test]
+fn the_decision_may_be_given_as_an_opa_envoy_path() {
+    let mut j = base();
+    j["policy"]["decision"] = json!("envoy/authz/allow");
+    let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
+    assert_eq!(
+        c.map(|c| c.policy.decision().to_owned()),
+        Ok("data.envoy.authz.allow".into())
+    );
+}
+
+mod bundles {
+    use super::*;
+    use crate::algorithm::Alg;
+    use crate::bundle::{build, Signer};
+    use base64::Engine as _;
+
+    const KEY: &[u8] = include_bytes!("../../../../envoy/test-keys/rs256.key.pem");
+    const PUBLIC: &str = include_str!("../../../../envoy/test-keys/rs256.pub.pem");
+
+    fn bundle(signed: bool) -> String {
+        let files: [(&str, &[u8]); 2] = [
+            ("/.manifest", br#"{"revision": "7", "rego_version": 0}"#),
+            ("/envoy/authz/policy.rego", b"package envoy.authz\ndefault allow = false\nallow { input.parsed_path[0] == \"health\" }\n"),
+        ];
+        let signer = Signer::from_pem(Alg::RS256, KEY, None, None).unwrap();
+        let bytes = build(&files, signed.then_some(&signer)).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn with_bundle(b: serde_json::Value) -> serde_json::Value {
+        let mut j = base();
+        j["policy"] = json!({ "bundle": b });
+        j
+    }
+
+    #[test]
+    fn an_inline_bundle_compiles_with_its_manifests_syntax() {
+        let j = with_bundle(json!({"inline": bundle(false)}));
+        let c = Config::from_json(j.to_string().as_bytes()).map_err(|e| e.0);
+        assert_eq!(
+            c.map(|c| c.policy.decision().to_owned()),
+            Ok("data.envoy.authz.allow".into())
+        );
+
+        let j = with_bundle(json!({"inline": bundle(true), "signing": {"key": PUBLIC}}));
+        assert!(
+            Config::from_json(j.to_string().as_bytes()).is_ok(),
+            "{}",
+            load_err(&j)
+        );
+    }
+
+    #[test]
+    fn a_signing_key_refuses_an_unsigned_bundle_at_load() {
+        let j = with_bundle(json!({"inline": bundle(false), "signing": {"key": PUBLIC}}));
+        let e = load_err(&j);
+        assert!(
+            e.starts_with("policy.bundle.inline: ") && e.contains("not signed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bundle_sources_are_exclusive_and_named_when_wrong() {
+        let e = load_err(&with_bundle(json!({})));
+        assert_eq!(
+            e,
+            "policy.bundle: give exactly one of `file`, `inline`, `remote`"
+        );
+        let e = load_err(&with_bundle(
+            json!({"inline": bundle(false), "remote": {"cluster": "b", "path": "/b"}}),
+        ));
+        assert_eq!(
+            e,
+            "policy.bundle: give exactly one of `file`, `inline`, `remote`"
+        );
+
+        let e = load_err(&with_bundle(json!({"file": "/etc/opa/bundle.tar.gz"})));
+        assert!(e.starts_with("policy.bundle.file: `/etc/opa/bundle.tar.gz`: this host gives the filter no file access"), "{e}");
+
+        let e = load_err(&with_bundle(json!({"inline": "%%%"})));
+        assert!(e.starts_with("policy.bundle.inline: not base64"), "{e}");
+
+        let mut j = with_bundle(json!({"inline": bundle(false)}));
+        j["policy"]["modules"] = json!({"a.rego": ALLOW_ALL});
+        assert!(load_err(&j)
+            .starts_with("policy.bundle: give `modules` (and `data`) or `bundle`, not both"));
+
+        let e = load_err(&with_bundle(
+            json!({"inline": bundle(false), "signing": {"key": "not a key"}}),
+        ));
+        assert!(e.starts_with("policy.bundle.signing: "), "{e}");
+
+        let e = load_err(&with_bundle(
+            json!({"remote": {"cluster": "b", "path": "/b", "poll_seconds": 0}}),
+        ));
+        assert_eq!(
+            e,
+            "policy.bundle.remote.poll_seconds: 0 is not between 1 and 3600"
+        );
+        let e = load_err(&with_bundle(
+            json!({"remote": {"cluster": "b", "path": "b"}}),
+        ));
+        assert_eq!(e, "policy.bundle.remote.path: must start with /");
+        let e = load_err(&with_bundle(
+            json!({"remote": {"cluster": "b", "path": "/b", "polling": 5}}),
+        ));
+        assert!(
+            e.starts_with("policy.bundle.remote.polling: unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_remote_bundle_holds_no_policy_until_fetched() {
+        let j = with_bundle(
+            json!({"remote": {"cluster": "bundles", "path": "/b.tar.gz"}, "signing": {"key": PUBLIC}}),
+        );
+        let c = Config::from_json(j.to_string().as_bytes()).unwrap();
+        assert!(c.policy.fixed().is_none());
+        assert!(
+            c.policy.describe().contains("cluster `bundles`"),
+            "{}",
+            c.policy.describe()
+        );
+        // Deciding without a policy fails closed.
+        let limits = crate::ratelimit::limits::Limits::new(
+            &c.rate_limits,
+            std::rc::Rc::new(crate::ratelimit::store::MemoryStore::default()),
+        );
+        let mut cache = crate::token::cache::TokenCache::new(4);
+        let e = c.decide(
+            &crate::request::Request::default(),
+            std::time::Duration::from_secs(1),
+            &mut cache,
+            &limits,
+        );
+        assert_eq!(e.reason(), "policy_unavailable");
+        assert_eq!(e.policy_revision, None);
+    }
 }

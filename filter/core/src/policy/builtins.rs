@@ -16,9 +16,11 @@ pub struct MissingFunction {
     pub message: String,
 }
 
-/// Names of the builtins compiled into this build, sorted.
+/// Names of the builtins compiled into this build, sorted (regorus's own
+/// and Palisade's extensions).
 pub fn available() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = regorus::unstable::BUILTINS.keys().copied().collect();
+    names.extend(super::opa_jwt::NAMES);
     names.sort_unstable();
     names
 }
@@ -29,6 +31,32 @@ pub fn check_all(engine: &Engine) -> Result<(), MissingFunction> {
     let policies = modules(engine)?;
     calls_resolve(&policies)?;
     calls_bounded(&policies)
+}
+
+/// The first call to one of `names` (module, and a message naming the
+/// line and function), if any.
+pub fn first_call_to(
+    engine: &Engine,
+    names: &[&str],
+) -> Result<Option<MissingFunction>, MissingFunction> {
+    for policy in modules(engine)? {
+        let module = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
+        let mut calls = Vec::new();
+        collect_call_nodes(&policy["ast"], &mut calls);
+        for call in calls {
+            let Some(name) = dotted(&call["fcn"]) else {
+                continue;
+            };
+            if names.contains(&name.as_str()) {
+                let line = call["span"]["line"].as_u64().unwrap_or(0);
+                return Ok(Some(MissingFunction {
+                    module,
+                    message: format!("line {line}: `{name}`"),
+                }));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Every call names a builtin of this build or a function of the policy.
@@ -68,8 +96,9 @@ fn calls_resolve(policies: &[Value]) -> Result<(), MissingFunction> {
                 continue;
             };
             let line = call["span"]["line"].as_u64().unwrap_or(0);
-            let is_builtin =
-                name == "print" || regorus::unstable::BUILTINS.contains_key(name.as_str());
+            let is_builtin = name == "print"
+                || regorus::unstable::BUILTINS.contains_key(name.as_str())
+                || super::opa_jwt::NAMES.contains(&name.as_str());
             let suffix = format!(".{name}");
             let is_defined = defined.iter().any(|d| d == &name || d.ends_with(&suffix));
             if !is_builtin && !is_defined {

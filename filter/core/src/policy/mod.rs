@@ -17,11 +17,13 @@
 
 pub mod ast;
 pub mod builtins;
+pub mod opa_jwt;
+pub mod remote_bundle;
 
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::{Program, RegoVM};
 use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
-use regorus::{CompiledPolicy, Engine, Value};
+use regorus::{CompiledPolicy, Engine, PolicyLengthConfig, Value};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -65,12 +67,37 @@ impl EngineChoice {
     }
 }
 
+/// The Rego syntax a module is parsed as: OPA 1.0's (`v1`, the default)
+/// or the pre-1.0 syntax OPA still reads with `--v0-compatible` (`v0`:
+/// `allow { ... }`, `default allow = false`, future keywords by import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegoVersion {
+    V0,
+    #[default]
+    V1,
+}
+
+impl RegoVersion {
+    /// Parses the config value (`v0`, `v1`).
+    pub fn parse(name: &str) -> Option<RegoVersion> {
+        match name {
+            "v0" => Some(RegoVersion::V0),
+            "v1" => Some(RegoVersion::V1),
+            _ => None,
+        }
+    }
+}
+
 /// How a policy is compiled and bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyOptions {
     /// How long one evaluation may run before it is stopped (and denies).
     pub time_limit: Duration,
     pub engine: EngineChoice,
+    /// The syntax of every module not named in `module_versions`.
+    pub rego_version: RegoVersion,
+    /// Per-module syntax, by module name.
+    pub module_versions: BTreeMap<String, RegoVersion>,
 }
 
 impl Default for PolicyOptions {
@@ -78,6 +105,8 @@ impl Default for PolicyOptions {
         PolicyOptions {
             time_limit: DEFAULT_TIME_LIMIT,
             engine: EngineChoice::Interpreter,
+            rego_version: RegoVersion::V1,
+            module_versions: BTreeMap::new(),
         }
     }
 }
@@ -105,6 +134,8 @@ pub struct Policy {
     compiled: CompiledPolicy,
     /// The RVM program and its machine, when the RVM evaluates this policy.
     vm: Option<VmProgram>,
+    /// The time `time.now_ns` and `io.jwt.decode_verify` read.
+    clock: opa_jwt::EvalClock,
     /// The rule path queried, e.g. `data.envoy.authz.allow`.
     pub decision: String,
     /// SHA-256 over the modules and data, hex: identifies what decided.
@@ -251,7 +282,19 @@ impl Policy {
             }
         }
         let mut engine = Engine::new();
+        engine.set_policy_length_config(PolicyLengthConfig {
+            max_col: MAX_LINE_CHARS,
+            ..PolicyLengthConfig::default()
+        });
+        let clock = opa_jwt::EvalClock::default();
+        opa_jwt::register(&mut engine, &clock).map_err(|e| perr("modules", e))?;
         for (name, source) in modules {
+            let version = options
+                .module_versions
+                .get(name)
+                .copied()
+                .unwrap_or(options.rego_version);
+            engine.set_rego_v0(version == RegoVersion::V0);
             engine
                 .add_policy(name.clone(), source.clone())
                 .map_err(|e| perr(format!("modules[{name:?}]"), e.to_string()))?;
@@ -268,6 +311,20 @@ impl Policy {
             .map_err(|e| perr("data", e.to_string()))?;
         builtins::check_all(&engine)
             .map_err(|e| perr(format!("modules[{:?}]", e.module), e.message))?;
+        if options.engine == EngineChoice::Vm {
+            // The RVM runs regorus's own builtins only, not extensions.
+            if let Some(call) = builtins::first_call_to(&engine, &opa_jwt::NAMES)
+                .map_err(|e| perr("modules", e.message))?
+            {
+                return Err(perr(
+                    "engine",
+                    format!(
+                        "`vm` cannot run {} in module {:?}: Palisade's `io.jwt.*` and `time.now_ns` run on the interpreter only; use `interpreter`",
+                        call.message, call.module
+                    ),
+                ));
+            }
+        }
         let compiled = engine
             .compile_with_entrypoint(&decision.into())
             .map_err(|e| {
@@ -292,6 +349,7 @@ impl Policy {
         let policy = Policy {
             compiled,
             vm,
+            clock,
             decision: decision.to_owned(),
             revision: revision(modules, data),
             time_limit,
@@ -310,8 +368,28 @@ impl Policy {
 
     /// Evaluates the decision for `input`. `Ok(Value::Undefined)` when no rule
     /// produced a value; `Err` for runtime errors (conflicts, bad builtin calls, ...).
+    /// The policy sees no clock: `time.now_ns` fails (see [`Policy::evaluate_at`]).
     pub fn evaluate(&self, input: Value) -> Result<Value, String> {
         self.evaluate_within(input, self.time_limit)
+    }
+
+    /// As [`Policy::evaluate`], at `now` (since the Unix epoch): what
+    /// `time.now_ns` returns and `io.jwt.decode_verify` checks lifetimes against.
+    pub fn evaluate_at(&self, input: Value, now: Duration) -> Result<Value, String> {
+        self.clock.set(now);
+        let result = self.evaluate_within(input, self.time_limit);
+        self.clock.set(Duration::ZERO);
+        result
+    }
+
+    /// For logs: `policy revision 1a2b… (data.envoy.authz.allow) on the regorus interpreter`.
+    pub fn describe(&self) -> String {
+        format!(
+            "policy revision {} ({}) on the {}",
+            self.revision.get(..16).unwrap_or_default(),
+            self.decision,
+            self.engine().describe()
+        )
     }
 
     /// What evaluates this policy.
@@ -326,6 +404,14 @@ impl Policy {
     /// the RVM is checked against.
     pub fn evaluate_interpreted(&self, input: Value) -> Result<Value, String> {
         self.interpret_within(input, self.time_limit)
+    }
+
+    /// As [`Policy::evaluate_interpreted`], at `now`.
+    pub fn evaluate_interpreted_at(&self, input: Value, now: Duration) -> Result<Value, String> {
+        self.clock.set(now);
+        let result = self.interpret_within(input, self.time_limit);
+        self.clock.set(Duration::ZERO);
+        result
     }
 
     /// As [`Policy::evaluate`], stopped after `limit`.
@@ -349,6 +435,15 @@ impl Policy {
             .map_err(|e| e.to_string())
     }
 }
+
+/// The longest line a module may have. regorus's default (1,024) refuses
+/// a JWKS or certificate pasted into a Rego string, as OPA-Envoy policies
+/// do (`io.jwt.decode_verify(t, {"cert": jwks})`); a line costs the lexer
+/// time linear in its length, so a long one is no hazard.
+const MAX_LINE_CHARS: NonZeroU32 = match NonZeroU32::new(65_536) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
 
 /// How deep `{` and `[` may nest in a module. Real policies stay well
 /// under it; regorus 0.14 takes time that doubles with each level (16

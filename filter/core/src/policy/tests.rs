@@ -46,11 +46,13 @@ fn data_document_is_visible() {
 
 #[test]
 fn missing_builtin_fails_the_load() {
-    // `time` is not compiled into this build.
-    let e = compile("package envoy.authz\nallow if { input.x; time.now_ns() > 0 }").unwrap_err();
+    // regorus's `time` builtins are not compiled into this build (only
+    // Palisade's host-clock `time.now_ns` is).
+    let e = compile("package envoy.authz\nallow if { input.x; time.weekday(0) == \"Monday\" }")
+        .unwrap_err();
     assert_eq!(e.field, "modules[\"authz.rego\"]");
     assert!(
-        e.message.contains("`time.now_ns` is not a function"),
+        e.message.contains("`time.weekday` is not a function"),
         "{}",
         e.message
     );
@@ -155,7 +157,8 @@ fn available_builtins_are_listed() {
     ] {
         assert!(names.contains(&expected), "{expected}");
     }
-    assert!(!names.contains(&"time.now_ns"));
+    assert!(names.contains(&"time.now_ns"), "Palisade's extension");
+    assert!(!names.contains(&"time.weekday"));
     assert!(!names.contains(&"http.send"));
 }
 
@@ -200,6 +203,7 @@ fn runaway_is_stopped(engine: EngineChoice) {
     let options = PolicyOptions {
         time_limit: limit,
         engine,
+        ..PolicyOptions::default()
     };
     let p =
         Policy::compile_with(&modules(RUNAWAY), None, "data.envoy.authz.allow", options).unwrap();
@@ -439,4 +443,40 @@ fn rvm_errors_name_their_kind_not_the_values_involved() {
         .unwrap_err();
     assert!(!e.contains("hunter2"), "{e}");
     assert!(e.starts_with("RVM: "), "{e}");
+}
+
+#[test]
+fn the_vm_refuses_palisades_extensions_by_name() {
+    let options = PolicyOptions {
+        engine: EngineChoice::Vm,
+        ..PolicyOptions::default()
+    };
+    let rego = "package envoy.authz\nallow if {\n  time.now_ns() > 0\n}\n";
+    let e = Policy::compile_with(
+        &modules(rego),
+        None,
+        "data.envoy.authz.allow",
+        options.clone(),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "engine");
+    assert!(e.message.contains("line 3: `time.now_ns`"), "{}", e.message);
+    assert!(e.message.contains("use `interpreter`"), "{}", e.message);
+    // The interpreter runs it.
+    let p = Policy::compile(&modules(rego), None, "data.envoy.authz.allow").unwrap();
+    let now = Duration::from_secs(1_700_000_000);
+    assert_eq!(
+        p.evaluate_at(Value::new_object(), now),
+        Ok(Value::Bool(true))
+    );
+}
+
+#[test]
+fn a_jwks_pasted_into_a_one_line_string_loads() {
+    // Four RSA keys' worth of JWKS on one line: over regorus's default
+    // 1,024 columns, as embedded key sets are.
+    let long = "k".repeat(6000);
+    let rego = format!("package envoy.authz\njwks := \"{long}\"\nallow if count(jwks) == 6000\n");
+    let p = compile(&rego).unwrap();
+    assert_eq!(p.evaluate(Value::new_object()), Ok(Value::Bool(true)));
 }

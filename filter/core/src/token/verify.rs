@@ -168,15 +168,17 @@ impl VerifiedToken {
     }
 }
 
-struct CompactParts<'a> {
-    header: &'a [u8],
-    payload: &'a [u8],
-    signature: &'a str,
+/// The parts of a compact JWS; shared with the `io.jwt` Rego builtins
+/// (`policy::opa_jwt`), so both read tokens the same way.
+pub(crate) struct CompactParts<'a> {
+    pub(crate) header: &'a [u8],
+    pub(crate) payload: &'a [u8],
+    pub(crate) signature: &'a str,
     /// `header.payload`, the signed bytes.
-    signing_input: &'a [u8],
+    pub(crate) signing_input: &'a [u8],
 }
 
-fn split_compact(token: &[u8]) -> Result<CompactParts<'_>, TokenError> {
+pub(crate) fn split_compact(token: &[u8]) -> Result<CompactParts<'_>, TokenError> {
     if token.first() == Some(&b'{') {
         return Err(TokenError::Unsupported); // JWS JSON serialization
     }
@@ -219,7 +221,10 @@ fn split_compact(token: &[u8]) -> Result<CompactParts<'_>, TokenError> {
     })
 }
 
-fn decode_object(part: &[u8], what: &'static str) -> Result<Map<String, Value>, TokenError> {
+pub(crate) fn decode_object(
+    part: &[u8],
+    what: &'static str,
+) -> Result<Map<String, Value>, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| TokenError::Malformed(what))?;
