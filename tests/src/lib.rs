@@ -5,6 +5,7 @@
 //! This is test code: it panics with a clear message when something it needs
 //! is missing (Envoy not installed, the `.wasm` not built).
 
+pub mod bundle_server;
 pub mod collector;
 pub mod envoy;
 pub mod http;
