@@ -147,6 +147,8 @@ impl Config {
         clock: &dyn Fn() -> Option<Duration>,
     ) -> Evaluation {
         let since = |start: Option<Duration>| Some(clock()?.saturating_sub(start?));
+        // Every record names the policy in force, whatever step decided.
+        let policy_revision = policy.and_then(|p| p.revision.get(..16)).map(str::to_owned);
         let enforced = self.mode == Mode::Enforce;
         let mut timings = Timings::default();
         let started = clock();
@@ -170,7 +172,7 @@ impl Config {
                     input: Some(input::build(request, None, None)),
                     result: None,
                     timings,
-                    policy_revision: None,
+                    policy_revision,
                 }
             }
         };
@@ -190,7 +192,7 @@ impl Config {
                     meters: Vec::new(),
                     result: None,
                     timings,
-                    policy_revision: None,
+                    policy_revision,
                 }
             }
         };
@@ -253,7 +255,7 @@ impl Config {
             input: Some(input),
             result,
             timings,
-            policy_revision: policy.revision.get(..16).map(str::to_owned),
+            policy_revision,
         }
     }
 

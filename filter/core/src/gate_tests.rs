@@ -193,3 +193,21 @@ fn two_tokens_are_invalid() {
     let e = decide(&c, Some(&format!("Bearer {t} {t}")), "/api");
     assert_eq!(e.reason(), "token_multiple");
 }
+
+#[test]
+fn every_decision_names_the_policy_in_force_even_before_it_runs() {
+    let c = config(json!({}), POLICY);
+    let revision = c
+        .policy
+        .fixed()
+        .unwrap()
+        .revision
+        .get(..16)
+        .map(str::to_owned);
+    assert!(revision.is_some());
+    let bad = decide(&c, Some("Bearer not.a.token"), "/health");
+    assert_eq!(bad.reason(), "token_malformed");
+    assert_eq!(bad.policy_revision, revision, "a token denial");
+    let t = format!("Bearer {}", rs256().mint(&claims()).unwrap());
+    assert_eq!(decide(&c, Some(&t), "/api").policy_revision, revision);
+}
