@@ -151,15 +151,21 @@ fn string_arg<'a>(function: &str, args: &'a [Value], index: usize) -> anyhow::Re
     }
 }
 
-/// `io.jwt.decode(jwt)`.
+/// `io.jwt.decode(jwt)`. A token that cannot be decoded makes the call
+/// undefined, as in OPA-Envoy: OPA raises an error, which its default
+/// (non-strict) evaluation turns into an undefined expression, whereas an
+/// extension's error would stop regorus's whole evaluation, so a caller
+/// sending `Bearer x` could turn a public path's allow into a
+/// `policy_error`. A non-string operand stays an error.
 fn decode_extension(args: Vec<Value>) -> anyhow::Result<Value> {
     const NAME: &str = "io.jwt.decode";
     let token = string_arg(NAME, &args, 1)?;
-    let (header, payload, signature) =
-        jws::decode(token).map_err(|e| anyhow::anyhow!("{NAME}: {}", e.description()))?;
+    let Ok((header, payload, signature)) = jws::decode(token) else {
+        return Ok(Value::Undefined);
+    };
     let (header, payload) = (to_rego(header), to_rego(payload));
     if header == Value::Undefined || payload == Value::Undefined {
-        anyhow::bail!("{NAME}: the token cannot be given to the policy");
+        return Ok(Value::Undefined);
     }
     Ok(Value::from(vec![header, payload, Value::from(signature)]))
 }

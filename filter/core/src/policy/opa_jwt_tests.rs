@@ -557,6 +557,33 @@ fn kid_picks_the_key_and_an_unknown_kid_falls_back_to_all_keys() {
     // As in OPA, a kid the set lacks means "try every key".
     let renamed = signed(&rs256(), r#"{"alg":"RS256","kid":"rotated"}"#, &claims);
     assert_eq!(decode_verify_rego(&renamed, constraints)[0], true);
+
+    // A set that trusts both keys, the attacker's under its own kid: a
+    // token the attacker's key signed but naming the issuer's kid is
+    // checked against the issuer's key only, and refused.
+    let mut both: Json =
+        serde_json::from_str(include_str!("../../../../envoy/test-keys/jwks.json")).unwrap();
+    let mut theirs: Json = serde_json::from_str(include_str!(
+        "../../../../envoy/test-keys/attacker.jwks.json"
+    ))
+    .unwrap();
+    theirs["keys"][0]["kid"] = json!("attacker");
+    both["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(theirs["keys"][0].clone());
+    let constraints = with_claims(json!({"cert": both.to_string()}));
+    assert_eq!(
+        refusal(&forged, constraints.clone()),
+        TokenError::BadSignature
+    );
+    // Control: under its own kid, the attacker's key verifies in this set.
+    let own = signed(
+        &testutil::attacker(),
+        r#"{"alg":"RS256","kid":"attacker"}"#,
+        &claims,
+    );
+    assert_eq!(decode_verify_rego(&own, constraints)[0], true);
 }
 
 #[test]
@@ -686,7 +713,7 @@ fn decode_returns_header_payload_and_the_signature_in_hex() {
 }
 
 #[test]
-fn decode_errors_on_malformed_tokens() {
+fn decode_is_undefined_for_malformed_tokens() {
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#);
     let payload = URL_SAFE_NO_PAD.encode(r#"{"sub":"alice"}"#);
     let not_json = URL_SAFE_NO_PAD.encode("sub=alice");
@@ -708,13 +735,19 @@ fn decode_errors_on_malformed_tokens() {
         ("JWE header", format!("{jwe_header}.{payload}.")),
         ("too large", format!("{header}.{huge}.")),
     ];
+    // Undefined, not an error: the rest of the policy still decides (a
+    // public path stays public when a caller sends garbage).
+    let decoded = "[d | d := io.jwt.decode(input.token)]";
     for (what, token) in cases {
-        let result = rego("io.jwt.decode(input.token)", json!({"token": token}));
-        let err = result.expect_err(what);
-        assert!(err.contains("io.jwt.decode"), "{what}: {err}");
+        let result = rego(decoded, json!({"token": token}));
+        assert_eq!(result, Ok(json!([])), "{what}");
     }
     let good = format!("{header}.{payload}.");
-    assert!(rego("io.jwt.decode(input.token)", json!({"token": good})).is_ok());
+    let result = rego(decoded, json!({"token": good})).unwrap();
+    assert_eq!(result[0][1], json!({"sub": "alice"}));
+    // A non-string operand is still an error.
+    let err = rego("io.jwt.decode(input.token)", json!({"token": 7})).unwrap_err();
+    assert!(err.contains("operand 1 must be a string"), "{err}");
 }
 
 #[test]
@@ -817,7 +850,10 @@ fn every_verify_builtin_answers_a_boolean() {
         } else {
             Alg::HS256
         };
-        let mismatched = hmac(other, "secret").mint(&claims).unwrap();
+        // Signed correctly for this builtin, but the header names
+        // another algorithm: only the header check refuses it.
+        let header = json!({"alg": other.name(), "typ": "JWT"}).to_string();
+        let mismatched = signer.sign_raw(&header, &claims.to_string()).unwrap();
         assert_eq!(
             verify_rego(function, &mismatched, key),
             Ok(json!(false)),
