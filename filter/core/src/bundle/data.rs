@@ -172,6 +172,46 @@ pub(crate) fn yaml_to_json(bytes: &[u8]) -> Result<Value, String> {
     convert(value)
 }
 
+/// What YAML 1.1 (OPA's reader) makes of `s` written plain, when that is
+/// not the string YAML 1.2 (`yaml_serde`) makes of it: a boolean word, or
+/// a number in a form YAML 1.2 does not know (`0755` octal, `1_000`,
+/// `0b101`, sexagesimal `1:30`). The parsed value does not say whether
+/// the text was quoted, and an anchor or tag can hide it from a line
+/// scan, so such a string is refused however it was written: `data.json`
+/// holds it unambiguously.
+fn yaml11_reading(s: &str) -> Option<&'static str> {
+    if YAML11_BOOLEANS.contains(&s) {
+        return Some("a boolean");
+    }
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let all = |t: &str, ok: fn(char) -> bool| !t.is_empty() && t.chars().all(ok);
+    let octal = |c: char| ('0'..='7').contains(&c) || c == '_';
+    let decimal = |c: char| c.is_ascii_digit() || c == '_';
+    let number = if let Some(bits) = digits.strip_prefix("0b") {
+        all(bits, |c| c == '0' || c == '1' || c == '_')
+    } else if digits.len() > 1 && digits.starts_with('0') && !digits.contains('.') {
+        all(&digits[1..], octal)
+    } else if let Some((whole, _)) = digits.split_once(':') {
+        // Sexagesimal: `190:20:30`, `1:30.5`.
+        all(whole, decimal)
+            && digits
+                .split(':')
+                .skip(1)
+                .all(|part| all(part.split('.').next().unwrap_or(part), decimal))
+    } else {
+        digits.contains('_')
+            && digits.chars().next().is_some_and(|c| c.is_ascii_digit())
+            && all(&digits.replace('.', ""), decimal)
+    };
+    number.then_some("a number")
+}
+
+fn yaml11_refusal(s: &str, what: &str) -> String {
+    format!(
+        "`{s}` is {what} to OPA (YAML 1.1) but a string to Palisade (YAML 1.2), and Palisade cannot tell whether it was quoted; put this data in a data.json"
+    )
+}
+
 fn convert(value: yaml_serde::Value) -> Result<Value, String> {
     use yaml_serde::Value as Y;
     Ok(match value {
@@ -189,7 +229,12 @@ fn convert(value: yaml_serde::Value) -> Result<Value, String> {
                     .ok_or_else(|| format!("`{n}` is not a finite number"))?
             }
         }
-        Y::String(s) => Value::String(s),
+        Y::String(s) => {
+            if let Some(what) = yaml11_reading(&s) {
+                return Err(yaml11_refusal(&s, what));
+            }
+            Value::String(s)
+        }
         Y::Sequence(items) => Value::Array(
             items
                 .into_iter()
@@ -212,6 +257,9 @@ fn convert(value: yaml_serde::Value) -> Result<Value, String> {
                     };
                     return Err(format!("mapping keys must be strings (found {found})"));
                 };
+                if let Some(what) = yaml11_reading(&key) {
+                    return Err(yaml11_refusal(&key, what));
+                }
                 if key == SERDE_JSON_NUMBER_KEY {
                     return Err(format!("reserved key `{key}`"));
                 }

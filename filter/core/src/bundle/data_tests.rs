@@ -118,10 +118,10 @@ fn yaml_reads_like_opa() {
     assert_eq!(
         parse_yaml(
             "d/data.yaml",
-            b"a: 1\nb: [true, null, 'no', \"off\", x]\nc: 2.5\n"
+            b"a: 1\nb: [true, null, 'nope', \"offset\", x]\nc: 2.5\n"
         )
         .unwrap(),
-        json!({"a": 1, "b": [true, null, "no", "off", "x"], "c": 2.5})
+        json!({"a": 1, "b": [true, null, "nope", "offset", "x"], "c": 2.5})
     );
     // Merge keys apply, as in OPA's YAML library.
     assert_eq!(
@@ -150,11 +150,28 @@ fn yaml_that_opa_would_read_differently_is_refused() {
         let err = parse_yaml("d/data.yaml", text.as_bytes()).unwrap_err();
         assert!(err.contains("YAML 1.1"), "{text:?}: {err}");
     }
-    // Quoted, or a longer word: a string to both.
+    // Hidden from a line scan by an anchor, or a number only YAML 1.1
+    // knows: refused too. Quoting cannot be seen in the parsed value, so a
+    // quoted `'no'` or `"0755"` is refused as well (data.json holds it).
     for text in [
+        "a: &x yes\n",
+        "mode: 0755\n",
+        "n: 1_000\n",
+        "t: 1:30\n",
         "a: 'no'\n",
-        "a: \"yes\"\n",
+        "a: \"0755\"\n",
+    ] {
+        let err = parse_yaml("d/data.yaml", text.as_bytes()).unwrap_err();
+        assert!(err.contains("YAML 1.1"), "{text:?}: {err}");
+    }
+    // A longer word, a plain number both read alike, a time: a string or
+    // number to both.
+    for text in [
         "a: nope\n",
+        "a: 0\n",
+        "a: 10.50\n",
+        "a: \"12:30pm\"\n",
+        "a: v0755\n",
         "a: not, no way\n",
         "a: \"#no\"\n",
     ] {

@@ -105,11 +105,23 @@ fn version(value: &Value, what: &str) -> Result<RegoVersion, String> {
     }
 }
 
+/// The most roots a manifest may name.
+pub const MAX_ROOTS: usize = 1024;
+
 /// The roots, trimmed of `/` as OPA does, and checked not to overlap.
 fn roots(value: &Value) -> Result<Vec<String>, String> {
     let Value::Array(items) = value else {
         return Err("`roots` must be an array of strings".into());
     };
+    // The overlap check and every module's and data path's root check
+    // compare against each root: an unsigned manifest with a million
+    // roots would stall the worker that reads it.
+    if items.len() > MAX_ROOTS {
+        return Err(format!(
+            "`roots` has {} entries, over the {MAX_ROOTS} accepted",
+            items.len()
+        ));
+    }
     let mut roots: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let root = item.as_str().ok_or("`roots` must be an array of strings")?;

@@ -145,3 +145,13 @@ fn disagreeing_patterns_are_refused() {
         RegoVersion::V0
     );
 }
+
+#[test]
+fn the_number_of_roots_is_capped() {
+    let roots: Vec<String> = (0..=MAX_ROOTS).map(|i| format!("r{i}")).collect();
+    let text = serde_json::json!({ "roots": roots }).to_string();
+    let err = parse(text.as_bytes()).unwrap_err();
+    assert!(err.contains("over the 1024 accepted"), "{err}");
+    let fine = serde_json::json!({ "roots": &roots[..MAX_ROOTS] }).to_string();
+    assert!(parse(fine.as_bytes()).is_ok());
+}
