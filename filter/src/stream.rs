@@ -77,6 +77,25 @@ impl Loaded {
         }
     }
 
+    /// Keeps the bundle `previous` held, when this configuration polls the
+    /// same source the same way: a reload must not leave the VM without a
+    /// policy (every request refused) until its first poll lands.
+    pub fn adopt_bundle(&self, previous: &Loaded) {
+        let (PolicySource::Remote(now), PolicySource::Remote(before)) =
+            (&self.config.policy, &previous.config.policy)
+        else {
+            return;
+        };
+        if now.fingerprint != before.fingerprint {
+            return;
+        }
+        if let (Ok(mut mine), Ok(theirs)) =
+            (self.bundle.try_borrow_mut(), previous.bundle.try_borrow())
+        {
+            *mine = theirs.carried_over();
+        }
+    }
+
     /// Polls the bundle server when a poll is due (on configure and every tick).
     pub fn poll_bundle(&self, host: &impl Host) {
         let PolicySource::Remote(source) = &self.config.policy else {

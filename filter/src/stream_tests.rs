@@ -707,5 +707,11 @@ fn a_remote_bundle_is_polled_through_the_cluster_and_decides_once_installed() {
         .iter()
         .any(|(_, m)| m.contains("`r1` stays in force")));
     let host = MockHost::get("/health", &[], NOW);
-    assert_eq!(run(Some(loaded), &host), Flow::Continue);
+    assert_eq!(run(Some(loaded.clone()), &host), Flow::Continue);
+
+    // A reload with the same source keeps the bundle: no 503 gap.
+    let (reloaded, _) = bundle_loaded();
+    reloaded.adopt_bundle(&loaded);
+    let host = MockHost::get("/health", &[], NOW);
+    assert_eq!(run(Some(reloaded), &host), Flow::Continue);
 }

@@ -303,6 +303,9 @@ impl RootContext for PalisadeRoot {
                     ),
                 );
                 let loaded = Loaded::new(config, Rc::new(HostSharedData));
+                if let Some(previous) = &self.loaded {
+                    loaded.adopt_bundle(previous);
+                }
                 if hostcalls::set_tick_period(crate::stream::TICK_PERIOD).is_err() {
                     host.log(LogLevel::Warn, "palisade: no tick timer: idle rate-limit state is reclaimed only as buckets fill, and the audit chain's slot lease is not renewed");
                 }

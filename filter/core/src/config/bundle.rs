@@ -48,7 +48,7 @@ pub fn compile(
                 .map_err(|e| err("policy.bundle.inline", e))
         }
         (None, None, Some(remote)) => {
-            compile_remote(remote, verifier, decision, options).map(PolicySource::Remote)
+            compile_remote(remote, bundle.signing.as_ref(), verifier, decision, options).map(PolicySource::Remote)
         }
         _ => Err(err(
             "policy.bundle",
@@ -69,6 +69,7 @@ fn verifier(signing: &RawBundleSigning) -> Result<Verifier, ConfigError> {
 
 fn compile_remote(
     r: &RawBundleRemote,
+    signing: Option<&RawBundleSigning>,
     verifier: Option<Verifier>,
     decision: String,
     options: PolicyOptions,
@@ -94,7 +95,26 @@ fn compile_remote(
             format!("{timeout} is not between 100 and 30000"),
         ));
     }
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        let signing = signing.map(|k| (&k.key, &k.algorithm, &k.key_id, &k.scope));
+        let described = format!(
+            "{:?}",
+            (
+                &r.cluster,
+                &r.path,
+                &r.authority,
+                poll,
+                timeout,
+                signing,
+                &decision,
+                &options
+            )
+        );
+        Sha256::digest(described.as_bytes()).into()
+    };
     Ok(RemoteBundle {
+        fingerprint,
         cluster: r.cluster.clone(),
         path: r.path.clone(),
         authority: r.authority.clone().unwrap_or_else(|| r.cluster.clone()),

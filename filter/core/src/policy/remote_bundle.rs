@@ -34,6 +34,9 @@ pub struct RemoteBundle {
     pub decision: String,
     /// How each fetched bundle is compiled.
     pub options: PolicyOptions,
+    /// SHA-256 over everything above: a reloaded configuration with the
+    /// same value may keep the bundle this VM holds.
+    pub fingerprint: [u8; 32],
 }
 
 /// Bundles larger than this are refused unread.
@@ -113,10 +116,30 @@ impl LiveBundle {
         self.revision.as_deref()
     }
 
+    /// What a configuration reloaded with the same source keeps: the
+    /// bundle in force and its ETag. It polls at once (a `304` when the
+    /// bundle is current), so the reload neither refuses requests while it
+    /// fetches nor keeps a stale bundle past a poll.
+    pub fn carried_over(&self) -> LiveBundle {
+        LiveBundle {
+            policy: self.policy.clone(),
+            revision: self.revision.clone(),
+            etag: self.etag.clone(),
+            ..LiveBundle::default()
+        }
+    }
+
     /// The request headers of a poll, if one is due at `now`; the poll is
     /// then in flight until it is answered or its timeout passes.
     pub fn due(&mut self, source: &RemoteBundle, now: Duration) -> Option<Vec<(String, String)>> {
-        if self.in_flight_until.is_some_and(|until| now < until) || now < self.next_poll {
+        match self.in_flight_until {
+            Some(until) if now < until => return None,
+            // The answer never came (Envoy answers a timed-out call, so
+            // this is rare): a failure, retried as one.
+            Some(_) => self.failed(source, now),
+            None => {}
+        }
+        if now < self.next_poll {
             return None;
         }
         self.in_flight_until = Some(now + source.timeout + Duration::from_secs(1));

@@ -32,6 +32,7 @@ fn source() -> RemoteBundle {
         verifier: Some(Verifier::new("RS256", PUBLIC, Some("global".into()), None).unwrap()),
         decision: "data.envoy.authz.allow".into(),
         options: PolicyOptions::default(),
+        fingerprint: [0; 32],
     }
 }
 
@@ -175,4 +176,29 @@ fn without_a_bundle_failures_are_retried_soon_and_304_is_refused() {
     assert!(live.due(&source, at(2)).is_none());
     assert!(live.due(&source, at(3)).is_some(), "then after 2 s");
     assert!(live.policy().is_none());
+}
+
+#[test]
+fn a_reload_keeps_the_bundle_and_polls_at_once_with_its_etag() {
+    let source = source();
+    let mut live = LiveBundle::default();
+    live.due(&source, at(0));
+    let rev1 = bundle(&["/a"], "r1", true);
+    live.answered(&source, Some(200), Some("\"e1\"".into()), &rev1, at(0))
+        .unwrap();
+    let mut reloaded = live.carried_over();
+    assert!(allows(&reloaded, "/a"), "no gap while the reload fetches");
+    let poll = reloaded.due(&source, at(1)).expect("polls at once");
+    assert!(poll.contains(&("if-none-match".into(), "\"e1\"".into())));
+}
+
+#[test]
+fn a_poll_whose_answer_never_comes_counts_as_failed() {
+    let source = source();
+    let mut live = LiveBundle::default();
+    assert!(live.due(&source, at(0)).is_some());
+    // Timeout 2 s plus the margin: at 3 s the poll is given up and, with
+    // nothing held, retried after 1 s.
+    assert!(live.due(&source, at(3)).is_none());
+    assert!(live.due(&source, at(4)).is_some());
 }
