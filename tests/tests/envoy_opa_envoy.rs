@@ -78,7 +78,7 @@ impl Setup {
         path: &str,
         auth: &str,
         body: Option<&Value>,
-    ) -> (u16, bool) {
+    ) -> (u16, bool, String) {
         let before = self.up.hits();
         let port = self.envoy.port(name);
         let r = match body {
@@ -94,11 +94,12 @@ impl Setup {
                 body.to_string().into_bytes(),
             ),
         };
-        (r.status, self.up.hits() > before)
+        let reason = r.json()["reason"].as_str().unwrap_or_default().to_owned();
+        (r.status, self.up.hits() > before, reason)
     }
 
     fn allowed(&self, name: &str, method: &str, path: &str, auth: &str, body: Option<&Value>) {
-        let (status, reached) = self.send(name, method, path, auth, body);
+        let (status, reached, _) = self.send(name, method, path, auth, body);
         assert!(
             reached && status != 403 && status != 401,
             "{name}: {method} {path} should pass to the upstream, got {status}; Envoy log:\n{}",
@@ -107,11 +108,13 @@ impl Setup {
     }
 
     fn denied(&self, name: &str, method: &str, path: &str, auth: &str, body: Option<&Value>) {
-        let (status, reached) = self.send(name, method, path, auth, body);
+        let (status, reached, reason) = self.send(name, method, path, auth, body);
         assert_eq!(
             status, 403,
             "{name}: {method} {path} should be refused as OPA-Envoy does"
         );
+        // The policy said no: not an evaluation error that happens to deny.
+        assert_eq!(reason, "policy_denied", "{name}: {method} {path}");
         assert!(!reached, "{name}: a denied request reached the upstream");
     }
 }
@@ -231,8 +234,9 @@ fn published_opa_envoy_policies_decide_unchanged_through_envoy() {
             mint_with("rs256", json!({"aud": "billing-api"})),
         ),
     ] {
-        let (status, reached) = s.send("primer_jwks", "GET", "/people/alice", &token, None);
+        let (status, reached, reason) = s.send("primer_jwks", "GET", "/people/alice", &token, None);
         assert_eq!((status, reached), (403, false), "{what}");
+        assert_eq!(reason, "policy_denied", "{what}");
     }
     let payload = URL_SAFE_NO_PAD
         .decode(mint_with("rs256", json!({})).split('.').nth(1).unwrap())
