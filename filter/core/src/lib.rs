@@ -46,6 +46,7 @@ pub mod input;
 pub mod jwks;
 #[cfg(feature = "mint")]
 pub mod mint;
+mod pem_jwk;
 pub mod policy;
 pub mod ratelimit;
 pub mod records;

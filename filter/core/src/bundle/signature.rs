@@ -15,10 +15,11 @@
 use super::hash::{file_digest, HashAlg};
 use crate::algorithm::Alg;
 use crate::jwks::{self, VerificationKey};
+use crate::pem_jwk;
 use crate::strict_json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{DecodingKey, DecodingKeyKind};
+use jsonwebtoken::DecodingKey;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -118,7 +119,7 @@ impl Verifier {
                     scope,
                 });
             }
-            json!({"kty": "oct", "k": b64(key.as_bytes())})
+            json!({"kty": "oct", "k": URL_SAFE_NO_PAD.encode(key.as_bytes())})
         } else {
             if !pem {
                 return Err(format!("{alg} needs a PEM public key or certificate"));
@@ -177,77 +178,15 @@ fn pem_jwk(text: &str, alg: Alg) -> Result<Value, String> {
     let wrong = || format!("the PEM key does not fit {alg}");
     if alg.is_rsa() {
         let key = DecodingKey::from_rsa_pem(bytes).map_err(|_| wrong())?;
-        let (n, e) = rsa_components(raw(&key)).ok_or("malformed RSA public key")?;
-        Ok(json!({"kty": "RSA", "n": b64(n), "e": b64(e)}))
+        pem_jwk::rsa(&key).ok_or_else(|| "malformed RSA public key".to_owned())
     } else if alg == Alg::EdDSA {
         let key = DecodingKey::from_ed_pem(bytes).map_err(|_| wrong())?;
-        Ok(json!({"kty": "OKP", "crv": "Ed25519", "x": b64(raw(&key))}))
+        Ok(pem_jwk::ed25519(&key))
     } else {
         let key = DecodingKey::from_ec_pem(bytes).map_err(|_| wrong())?;
-        let point = raw(&key);
-        let (crv, size) = match point.len() {
-            65 => ("P-256", 32),
-            97 => ("P-384", 48),
-            _ => return Err("unsupported EC curve (P-256 and P-384 are)".into()),
-        };
-        match (point.first(), point.get(1..1 + size), point.get(1 + size..)) {
-            (Some(4), Some(x), Some(y)) => {
-                Ok(json!({"kty": "EC", "crv": crv, "x": b64(x), "y": b64(y)}))
-            }
-            _ => Err("the EC point must be uncompressed".into()),
-        }
+        pem_jwk::ec(&key)
+            .ok_or_else(|| "the EC key must be an uncompressed point on P-256 or P-384".to_owned())
     }
-}
-
-fn raw(key: &DecodingKey) -> &[u8] {
-    match key.kind() {
-        DecodingKeyKind::SecretOrDer(bytes) => bytes,
-        DecodingKeyKind::RsaModulusExponent { .. } => &[],
-    }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// `n` and `e` of a PKCS#1 `RSAPublicKey` (DER), without sign zeros.
-fn rsa_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (sequence, trailing) = der_element(der, 0x30)?;
-    let (n, rest) = der_element(sequence, 0x02)?;
-    let (e, rest) = der_element(rest, 0x02)?;
-    if !trailing.is_empty() || !rest.is_empty() {
-        return None;
-    }
-    Some((unsigned(n), unsigned(e)))
-}
-
-/// A DER INTEGER's bytes without the leading zeros of its sign.
-fn unsigned(int: &[u8]) -> &[u8] {
-    let start = int.iter().position(|b| *b != 0).unwrap_or(int.len());
-    int.get(start..).unwrap_or_default()
-}
-
-/// The contents of the DER element with `tag` at the start of `input`,
-/// and what follows it.
-fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&found, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    if found != tag {
-        return None;
-    }
-    let (len, rest) = match first {
-        short @ 0..=0x7f => (usize::from(short), rest),
-        0x81..=0x83 => {
-            let count = usize::from(first & 0x7f);
-            let len = rest
-                .get(..count)?
-                .iter()
-                .fold(0usize, |len, b| (len << 8) | usize::from(*b));
-            (len, rest.get(count..)?)
-        }
-        _ => return None,
-    };
-    Some((rest.get(..len)?, rest.get(len..)?))
 }
 
 /// One entry of the payload's `files`.

@@ -17,11 +17,10 @@
 
 use crate::algorithm::Alg;
 use crate::jwks::{self, VerificationKey};
+use crate::pem_jwk;
 use crate::strict_json;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use jsonwebtoken::{DecodingKey, DecodingKeyKind};
-use serde_json::{json, Value};
+use jsonwebtoken::DecodingKey;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -147,80 +146,16 @@ fn parse_pem(text: &str) -> Result<Option<VerificationKey>, String> {
     // jsonwebtoken reads the key type from the SubjectPublicKeyInfo (of
     // the certificate, for a CERTIFICATE block); exactly one of these fits.
     let jwk = if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
-        let (n, e) = rsa_components(raw(&key)).ok_or("cert: malformed RSA public key")?;
-        json!({"kty": "RSA", "n": b64(n), "e": b64(e)})
+        pem_jwk::rsa(&key).ok_or("cert: malformed RSA public key")?
     } else if let Ok(key) = DecodingKey::from_ec_pem(bytes) {
-        match ec_jwk(raw(&key)) {
+        match pem_jwk::ec(&key) {
             Some(jwk) => jwk,
             None => return Ok(None), // another curve, or a compressed point
         }
     } else if let Ok(key) = DecodingKey::from_ed_pem(bytes) {
-        json!({"kty": "OKP", "crv": "Ed25519", "x": b64(raw(&key))})
+        pem_jwk::ed25519(&key)
     } else {
         return Err("cert: the PEM block holds no RSA, EC or Ed25519 public key".into());
     };
     Ok(usable(&jwk))
-}
-
-fn raw(key: &DecodingKey) -> &[u8] {
-    match key.kind() {
-        DecodingKeyKind::SecretOrDer(bytes) => bytes,
-        DecodingKeyKind::RsaModulusExponent { .. } => &[],
-    }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// An uncompressed P-256 or P-384 point (`04 || x || y`) as a JWK.
-fn ec_jwk(point: &[u8]) -> Option<Value> {
-    let (crv, size) = match point.len() {
-        65 => ("P-256", 32),
-        97 => ("P-384", 48),
-        _ => return None,
-    };
-    let (&tag, xy) = point.split_first()?;
-    let (x, y) = (xy.get(..size)?, xy.get(size..)?);
-    (tag == 0x04).then(|| json!({"kty": "EC", "crv": crv, "x": b64(x), "y": b64(y)}))
-}
-
-/// `n` and `e` of a PKCS#1 `RSAPublicKey` (DER), without leading zeros.
-fn rsa_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (sequence, trailing) = der_element(der, 0x30)?;
-    let (n, rest) = der_element(sequence, 0x02)?;
-    let (e, rest) = der_element(rest, 0x02)?;
-    if !trailing.is_empty() || !rest.is_empty() {
-        return None;
-    }
-    Some((unsigned(n), unsigned(e)))
-}
-
-/// A DER INTEGER's bytes without the leading zeros of its sign.
-fn unsigned(int: &[u8]) -> &[u8] {
-    let start = int.iter().position(|b| *b != 0).unwrap_or(int.len());
-    int.get(start..).unwrap_or_default()
-}
-
-/// The contents of the DER element with `tag` at the start of `input`,
-/// and what follows it.
-fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&found, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    if found != tag {
-        return None;
-    }
-    let (len, rest) = match first {
-        short @ 0..=0x7f => (usize::from(short), rest),
-        0x81..=0x83 => {
-            let count = usize::from(first & 0x7f);
-            let len = rest
-                .get(..count)?
-                .iter()
-                .fold(0usize, |len, b| (len << 8) | usize::from(*b));
-            (len, rest.get(count..)?)
-        }
-        _ => return None,
-    };
-    Some((rest.get(..len)?, rest.get(len..)?))
 }
