@@ -245,5 +245,80 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(name = decision; config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500)); targets = benches);
+/// A ported OPA-Envoy policy verifying its token in Rego
+/// (`io.jwt.decode_verify` against a JWKS, OPA's primer adapted), next to
+/// the same decision with the token verified by a provider, cached or
+/// not: what the migration guide's advice rests on.
+fn opa_envoy_port(c: &mut Criterion) {
+    let jwks = std::str::from_utf8(include_bytes!("../../../envoy/test-keys/jwks.json")).unwrap();
+    let jwks_compact = serde_json::from_str::<serde_json::Value>(jwks)
+        .unwrap()
+        .to_string();
+    let primer = include_str!("../../../tests/opa-envoy/primer-v1-with-jwks.rego").replace(
+        "\"<your OpenID Connect provider's JWKS>\"",
+        &serde_json::to_string(&jwks_compact).unwrap(),
+    );
+    let in_rego = Config::from_json(
+        json!({"policy": {"modules": {"primer.rego": primer}}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let same_rules = r#"package envoy.authz
+import input.attributes.request.http
+default allow := false
+allow if {
+  input.token.payload.role == "guest"
+  glob.match("/people/*", ["/"], http.path)
+}
+"#;
+    let by_provider = Config::from_json(
+        json!({
+            "providers": [{
+                "name": "test", "issuer": "https://idp.palisade.test",
+                "audiences": ["customer-api"], "algorithms": ["RS256"],
+                "jwks": serde_json::from_str::<serde_json::Value>(jwks).unwrap(),
+            }],
+            "policy": {"modules": {"authz.rego": same_rules}},
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let rs256 = key(
+        Alg::RS256,
+        "test-rs256",
+        include_bytes!("../../../envoy/test-keys/rs256.key.pem"),
+    );
+    let claims = mint::claims(
+        "https://idp.palisade.test",
+        "customer-api",
+        NOW_SECS,
+        600,
+        &json!({"sub": "alice", "role": "guest", "nbf": NOW_SECS - 60}),
+    );
+    let token = rs256.mint(&claims).unwrap();
+    let req = request(&token, "/people/alice");
+    let limits = Limits::none(Rc::new(MemoryStore::default()));
+    for config in [&in_rego, &by_provider] {
+        let e = config.decide(&req, NOW, &mut TokenCache::new(16), &limits);
+        assert_eq!(e.reason(), "allowed");
+    }
+    let mut group = c.benchmark_group("opa_envoy_port");
+    group.bench_function("rego_decode_verify_rs256", |b| {
+        let mut cache = TokenCache::new(4096);
+        b.iter(|| in_rego.decide(black_box(&req), NOW, &mut cache, &limits))
+    });
+    group.bench_function("provider_rs256_uncached", |b| {
+        let mut cache = TokenCache::new(0);
+        b.iter(|| by_provider.decide(black_box(&req), NOW, &mut cache, &limits))
+    });
+    group.bench_function("provider_rs256_cached", |b| {
+        let mut cache = TokenCache::new(4096);
+        b.iter(|| by_provider.decide(black_box(&req), NOW, &mut cache, &limits))
+    });
+    group.finish();
+}
+
+criterion_group!(name = decision; config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500)); targets = benches, opa_envoy_port);
 criterion_main!(decision);
