@@ -29,6 +29,8 @@ slow if {
 allow if slow
 "#;
 
+/// No providers: a denial is 403, as OPA-Envoy answers (401 asks for a
+/// token only when Palisade verifies tokens).
 fn config() -> serde_json::Value {
     json!({
         "policy": {"modules": {"body.rego": BODY_POLICY}, "decision": "data.envoy.authz.allow", "max_eval_ms": 50},
@@ -88,7 +90,7 @@ fn bodies_are_read_up_to_the_bound_and_given_to_the_policy() {
         br#"{"amount": 4200}"#.to_vec(),
         "application/json",
     );
-    assert_eq!((r.status, reached), (401, false), "{}", r.body);
+    assert_eq!((r.status, reached), (403, false), "{}", r.body);
 
     // 10 MiB of JSON: only the first KiB is read, the body is truncated,
     // so it is never parsed, and the POST rule denies.
@@ -96,7 +98,7 @@ fn bodies_are_read_up_to_the_bound_and_given_to_the_policy() {
     big.resize(10 << 20, b'x');
     big.extend_from_slice(b"\"}");
     let (r, reached) = send(&up, port, "POST", big, "application/json");
-    assert_eq!((r.status, reached), (401, false), "{}", r.body);
+    assert_eq!((r.status, reached), (403, false), "{}", r.body);
     alive(port);
 
     // A large body the policy allows unread passes through whole.
@@ -114,7 +116,7 @@ fn bodies_are_read_up_to_the_bound_and_given_to_the_policy() {
     // Nesting 500 deep: not parsed (serde_json stops at 128), no crash.
     let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
     let (r, reached) = send(&up, port, "POST", deep.into_bytes(), "application/json");
-    assert_eq!((r.status, reached), (401, false), "{}", r.body);
+    assert_eq!((r.status, reached), (403, false), "{}", r.body);
     alive(port);
 
     // Bodies are never written to the audit trail.
@@ -170,7 +172,7 @@ fn huge_and_hostile_headers_never_crash_the_vm() {
     let r = http::request(port, "GET", "/private", &[("x-large", &large)]);
     assert_eq!(
         (r.status, r.json()["reason"].as_str()),
-        (401, Some("policy_denied"))
+        (403, Some("policy_denied"))
     );
     assert_eq!(up.hits(), before);
     // Bytes that are not UTF-8 in a header value (the demo API would choke
@@ -178,7 +180,7 @@ fn huge_and_hostile_headers_never_crash_the_vm() {
     let r = http::request(port, "GET", "/private", &[("x-odd", b"\xff\xfe\x80")]);
     assert_eq!(
         (r.status, r.json()["reason"].as_str()),
-        (401, Some("policy_denied"))
+        (403, Some("policy_denied"))
     );
     alive(port);
 }
