@@ -259,6 +259,19 @@ impl Interpreter {
 
     /// Create a new Interpreter from a compiled policy.
     pub fn new_from_compiled_policy(compiled_policy: Rc<CompiledPolicyData>) -> Self {
+        let mut interpreter = Self::from_compiled_policy_fields(compiled_policy);
+        // PALISADE: an interpreter made from a compiled policy is never
+        // `prepare`d, so `init_with_document` never ran and `with` saw no
+        // `data` document: every rule value computed under a `with` failed
+        // ("previous value is not an object"). Seed it as `prepare` does.
+        let init_data = interpreter.init_data.clone();
+        if let Ok(data) = Self::make_or_get_value_mut(&mut interpreter.with_document, &["data"]) {
+            *data = init_data;
+        }
+        interpreter
+    }
+
+    fn from_compiled_policy_fields(compiled_policy: Rc<CompiledPolicyData>) -> Self {
         Self {
             data: Value::new_object(),
             module: None,

@@ -480,3 +480,37 @@ fn a_jwks_pasted_into_a_one_line_string_loads() {
     let p = compile(&rego).unwrap();
     assert_eq!(p.evaluate(Value::new_object()), Ok(Value::Bool(true)));
 }
+
+/// regorus 0.14.1 failed every rule value computed under `with` when the
+/// policy was evaluated as a compiled policy (vendor/regorus/PALISADE.md,
+/// patch 2); OPA evaluates these.
+#[test]
+fn with_modifiers_evaluate_under_a_compiled_policy() {
+    let rego = r#"package envoy.authz
+writes := {"POST", "PUT"}
+blocked if input.method in data.blocked
+would_block_get if blocked with input.method as "GET"
+post_allowed_if_unblocked if not blocked with data.blocked as []
+is_write if input.method in writes
+default get_is_write := false
+get_is_write if is_write with input.method as "GET"
+allow := {
+    "would_block_get": would_block_get,
+    "post_allowed_if_unblocked": post_allowed_if_unblocked,
+    "get_is_write": get_is_write,
+}
+"#;
+    let data = json!({"blocked": ["GET", "POST"]});
+    let p = Policy::compile(&modules(rego), Some(&data), "data.envoy.authz.allow").unwrap();
+    let v = p
+        .evaluate(Value::from(json!({"method": "POST"})))
+        .unwrap_or_else(|e| panic!("evaluation failed: {e}"));
+    assert_eq!(
+        v,
+        Value::from(json!({
+            "would_block_get": true,
+            "post_allowed_if_unblocked": true,
+            "get_is_write": false,
+        }))
+    );
+}
