@@ -39,24 +39,40 @@ pub fn first_call_to(
     engine: &Engine,
     names: &[&str],
 ) -> Result<Option<MissingFunction>, MissingFunction> {
-    for policy in modules(engine)? {
+    let policies = modules(engine)?;
+    let found = calls(&policies)
+        .find(|call| names.contains(&call.name.as_str()))
+        .map(|call| MissingFunction {
+            module: call.module,
+            message: format!("line {}: `{}`", call.line, call.name),
+        });
+    Ok(found)
+}
+
+/// A call in a module's AST: where, to what, and its node.
+struct CallSite<'a> {
+    module: String,
+    name: String,
+    line: u64,
+    node: &'a Value,
+}
+
+/// Every call of `policies` to a named function, module by module, in
+/// document order.
+fn calls(policies: &[Value]) -> impl Iterator<Item = CallSite<'_>> {
+    policies.iter().flat_map(|policy| {
         let module = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
-        let mut calls = Vec::new();
-        collect_call_nodes(&policy["ast"], &mut calls);
-        for call in calls {
-            let Some(name) = dotted(&call["fcn"]) else {
-                continue;
-            };
-            if names.contains(&name.as_str()) {
-                let line = call["span"]["line"].as_u64().unwrap_or(0);
-                return Ok(Some(MissingFunction {
-                    module,
-                    message: format!("line {line}: `{name}`"),
-                }));
-            }
-        }
-    }
-    Ok(None)
+        let mut nodes = Vec::new();
+        collect_call_nodes(&policy["ast"], &mut nodes);
+        nodes.into_iter().filter_map(move |node| {
+            Some(CallSite {
+                module: module.clone(),
+                name: dotted(&node["fcn"])?,
+                line: node["span"]["line"].as_u64().unwrap_or(0),
+                node,
+            })
+        })
+    })
 }
 
 /// Every call names a builtin of this build or a function of the policy.
@@ -87,28 +103,21 @@ fn calls_resolve(policies: &[Value]) -> Result<(), MissingFunction> {
         }
     }
 
-    for policy in policies {
-        let module_name = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
-        let mut calls = Vec::new();
-        collect_call_nodes(&policy["ast"], &mut calls);
-        for call in calls {
-            let Some(name) = dotted(&call["fcn"]) else {
-                continue;
-            };
-            let line = call["span"]["line"].as_u64().unwrap_or(0);
-            let is_builtin = name == "print"
-                || regorus::unstable::BUILTINS.contains_key(name.as_str())
-                || super::opa_jwt::NAMES.contains(&name.as_str());
-            let suffix = format!(".{name}");
-            let is_defined = defined.iter().any(|d| d == &name || d.ends_with(&suffix));
-            if !is_builtin && !is_defined {
-                return Err(MissingFunction {
-                    module: module_name,
-                    message: format!(
-                        "line {line}: `{name}` is not a function of this policy nor a builtin of this Palisade build (see the README's list of builtins)"
-                    ),
-                });
-            }
+    for call in calls(policies) {
+        let name = call.name.as_str();
+        let is_builtin = name == "print"
+            || regorus::unstable::BUILTINS.contains_key(name)
+            || super::opa_jwt::NAMES.contains(&name);
+        let suffix = format!(".{name}");
+        let is_defined = defined.iter().any(|d| d == name || d.ends_with(&suffix));
+        if !is_builtin && !is_defined {
+            return Err(MissingFunction {
+                module: call.module,
+                message: format!(
+                    "line {}: `{name}` is not a function of this policy nor a builtin of this Palisade build (see the README's list of builtins)",
+                    call.line
+                ),
+            });
         }
     }
     Ok(())
@@ -125,37 +134,26 @@ const MAX_LITERAL_RANGE: f64 = 100_000.0;
 /// are not number literals (a request value would set its size), or a
 /// literal range over [`MAX_LITERAL_RANGE`] elements.
 fn calls_bounded(policies: &[Value]) -> Result<(), MissingFunction> {
-    for policy in policies {
-        let module = policy["source"]["file"].as_str().unwrap_or("?").to_owned();
-        let mut calls = Vec::new();
-        collect_call_nodes(&policy["ast"], &mut calls);
-        for call in calls {
-            let Some(name) = dotted(&call["fcn"]) else {
-                continue;
-            };
-            if !VALUE_BOUNDED.contains(&name.as_str()) {
-                continue;
-            }
-            let line = call["span"]["line"].as_u64().unwrap_or(0);
-            let bounds: Option<Vec<f64>> = call["params"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p["Number"]["value"].as_f64())
-                .collect();
-            let problem = match bounds.as_deref() {
-                Some([lo, hi, ..]) if (hi - lo).abs() <= MAX_LITERAL_RANGE => continue,
-                Some([_, _, ..]) => format!(
-                    "spans more than {MAX_LITERAL_RANGE} numbers"
-                ),
-                _ => "has bounds that are not number literals, so a request could choose its size; iterate the collection itself (`some i, x in arr`) instead".to_owned(),
-            };
-            return Err(MissingFunction {
-                module,
-                message: format!("line {line}: `{name}` {problem}"),
-            });
+    for call in calls(policies) {
+        if !VALUE_BOUNDED.contains(&call.name.as_str()) {
+            continue;
         }
+        let bounds: Option<Vec<f64>> = call.node["params"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p["Number"]["value"].as_f64())
+            .collect();
+        let problem = match bounds.as_deref() {
+            Some([lo, hi, ..]) if (hi - lo).abs() <= MAX_LITERAL_RANGE => continue,
+            Some([_, _, ..]) => format!("spans more than {MAX_LITERAL_RANGE} numbers"),
+            _ => "has bounds that are not number literals, so a request could choose its size; iterate the collection itself (`some i, x in arr`) instead".to_owned(),
+        };
+        return Err(MissingFunction {
+            module: call.module,
+            message: format!("line {}: `{}` {problem}", call.line, call.name),
+        });
     }
     Ok(())
 }

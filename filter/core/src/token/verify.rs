@@ -337,7 +337,8 @@ fn check_claims(
     Ok(exp)
 }
 
-fn numeric_claim(
+/// A registered time claim (`exp`, `nbf`, `iat`): absent, or a number.
+pub(crate) fn numeric_claim(
     payload: &Map<String, Value>,
     name: &str,
     type_error: &'static str,

@@ -10,6 +10,7 @@
 use super::jws::{Object, Signed, MAX_NESTING};
 use super::keys::{KeyCache, Keys};
 use super::EvalClock;
+use crate::token::verify::numeric_claim;
 use crate::token::TokenError;
 use regorus::Value as RegoValue;
 use serde_json::Value;
@@ -140,30 +141,15 @@ fn check_claims(payload: &Object, c: &Constraints) -> Result<(), TokenError> {
     if !audience_ok {
         return Err(TokenError::BadAudience);
     }
-    if let Some(exp) = time_claim(payload, "exp", "exp must be a number")? {
+    if let Some(exp) = numeric_claim(payload, "exp", "exp must be a number")? {
         if c.now_secs >= exp {
             return Err(TokenError::Expired);
         }
     }
-    if let Some(nbf) = time_claim(payload, "nbf", "nbf must be a number")? {
+    if let Some(nbf) = numeric_claim(payload, "nbf", "nbf must be a number")? {
         if c.now_secs < nbf {
             return Err(TokenError::NotYetValid);
         }
     }
     Ok(())
-}
-
-fn time_claim(
-    payload: &Object,
-    name: &str,
-    type_error: &'static str,
-) -> Result<Option<f64>, TokenError> {
-    match payload.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .map(Some)
-            .ok_or(TokenError::ClaimType(type_error)),
-        Some(_) => Err(TokenError::ClaimType(type_error)),
-    }
 }
