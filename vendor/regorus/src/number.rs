@@ -52,6 +52,9 @@ use crate::*;
 
 pub type BigInt = NumBigInt;
 
+// Palisade patch 3: `+ - * /` on non-integers as OPA computes them.
+mod opa_arith;
+
 #[derive(Debug)]
 pub struct NumericOverflowError {
     operation: &'static str,
@@ -83,6 +86,10 @@ pub enum Number {
     Int(i64),
     Float(f64),
     BigInt(Rc<BigInt>),
+    /// Palisade patch 3: a non-integer result of OPA's arithmetic that
+    /// `f64` cannot hold (`1 / 3` is `0.33333333333333333334` in OPA). Only
+    /// `opa_arith` makes one, and only when no `f64` prints as its digits.
+    Decimal(Rc<opa_arith::Decimal>),
 }
 
 #[verus_verify]
@@ -146,6 +153,7 @@ impl Number {
             Number::Int(v) => Some(BigInt::from(*v)),
             Number::BigInt(v) => Some((**v).clone()),
             Number::Float(f) => Self::float_to_small_bigint(*f),
+            Number::Decimal(_) => None,
         }
     }
 
@@ -224,6 +232,7 @@ impl Number {
                     f64::INFINITY
                 }
             }
+            Number::Decimal(d) => d.to_f64(),
         }
     }
 
@@ -424,6 +433,12 @@ impl FromStr for Number {
 
         if let Some(value) = parse_scientific_bigint(normalized_ref) {
             return Ok(Number::from_bigint_owned(value));
+        }
+
+        // Palisade patch 3: a non-integer with more digits than an f64
+        // holds is kept exactly, as OPA keeps it.
+        if let Some(exact) = opa_arith::exact_literal(normalized_ref) {
+            return Ok(exact);
         }
 
         match normalized_ref.parse::<f64>() {
@@ -740,6 +755,9 @@ impl Ord for Number {
             }
         }
         match (self, other) {
+            // Palisade patch 3: exact, as OPA compares decimals.
+            (Number::Decimal(_), _) | (_, Number::Decimal(_)) => opa_arith::cmp_exact(self, other)
+                .unwrap_or_else(|| Self::cmp_float(self.to_f64_lossy(), other.to_f64_lossy())),
             (Number::Float(a), Number::Float(b)) => Self::cmp_float(*a, *b),
             (Number::Float(a), Number::UInt(b)) => Self::cmp_float_uint(*a, *b),
             (Number::Float(a), Number::Int(b)) => Self::cmp_float_sint(*a, *b),
@@ -867,6 +885,7 @@ impl Number {
                 }
                 None
             }
+            Number::Decimal(_) => None,
         }
     }
 
@@ -994,6 +1013,8 @@ impl Number {
         }
         match self {
             Number::Float(f) if f.is_finite() => Some(*f),
+            // Palisade patch 3: the nearest f64, as for any non-integer.
+            Number::Decimal(d) => Some(d.to_f64()),
             Number::UInt(v) if *v <= F64_SAFE_INTEGER as u64 => Some(*v as f64),
             Number::Int(v) if (*v as i128).abs() <= F64_SAFE_INTEGER as i128 => Some(*v as f64),
             Number::BigInt(v) => {
@@ -1040,9 +1061,9 @@ impl Number {
             .ok_or_else(|| anyhow!("Number::to_big failed"))
     }
 
-    // The float paths below promote their operands to f64, which can overflow when an
-    // operand is a BigInt outside f64 range. Rego's number domain excludes Inf and NaN,
-    // so report an error instead of returning a fabricated non-finite value.
+    // A non-integer result beyond f64's range is an error: Rego's number domain
+    // excludes Inf and NaN, so report it instead of returning a fabricated
+    // non-finite value.
     // Verus cannot translate construction of the external anyhow payload; keep that
     // unsupported detail behind a helper while verifying the branch that returns it.
     #[verus_verify(external_body)]
@@ -1050,23 +1071,8 @@ impl Number {
         NumericOverflowError { operation }.into()
     }
 
-    #[verus_spec(result =>
-        ensures
-            match result {
-                Ok(result) => result == value && value.is_finite_spec(),
-                Err(_) => !value.is_finite_spec(),
-            },
-    )]
-    fn checked_float(value: f64, operation: &'static str) -> Result<f64> {
-        if value.is_finite() {
-            Ok(value)
-        } else {
-            Err(Self::numeric_overflow_error(operation))
-        }
-    }
-
-    // Non-exact division promotes to f64 like add/sub/mul, but the quotient is not
-    // normalized back to an integer.
+    // Non-exact division, and any division of integers wider than 64 bits, is
+    // computed as OPA computes it (Palisade patch 3, `number/opa_arith.rs`).
     #[verus_spec(result =>
         requires
             !rhs@.is_zero(),
@@ -1086,8 +1092,42 @@ impl Number {
             axiom_f64_ops_deterministic();
             lemma_div_ensures_cases(self@, rhs@);
         }
-        let quotient = Self::checked_float(self.to_f64_lossy() / rhs.to_f64_lossy(), "division")?;
-        Ok(Number::Float(quotient))
+        Self::opa_float_op(opa_arith::Op::Quo, self, rhs, "division")
+    }
+
+    /// `sum` of numbers as OPA computes it (Palisade patch 3).
+    #[verus_verify(external_body)]
+    pub fn opa_sum(items: &[Number]) -> Result<Number> {
+        opa_arith::accumulate(opa_arith::Op::Add, items).map_err(|reason| match reason {
+            "overflow" => Self::numeric_overflow_error("sum"),
+            other => anyhow!("sum: {other}"),
+        })
+    }
+
+    /// `product` of numbers as OPA computes it (Palisade patch 3).
+    #[verus_verify(external_body)]
+    pub fn opa_product(items: &[Number]) -> Result<Number> {
+        opa_arith::accumulate(opa_arith::Op::Mul, items).map_err(|reason| match reason {
+            "overflow" => Self::numeric_overflow_error("product"),
+            other => anyhow!("product: {other}"),
+        })
+    }
+
+    // Palisade patch 3: OPA computes `+ - * /` on non-integers with Go
+    // `big.Float`s of 64-bit precision and keeps the shortest decimal of the
+    // result (`0.1 + 0.2` is `0.3`); `f64` arithmetic decides differently
+    // (`0.1 + 0.2 >= 0.3` is false). See `number/opa_arith.rs`.
+    #[verus_verify(external_body)]
+    fn opa_float_op(
+        op: opa_arith::Op,
+        lhs: &Self,
+        rhs: &Self,
+        operation: &'static str,
+    ) -> Result<Number> {
+        opa_arith::compute(op, lhs, rhs).map_err(|reason| match reason {
+            "overflow" => Self::numeric_overflow_error(operation),
+            other => anyhow!("{operation}: {other}"),
+        })
     }
 
     #[verus_spec(result =>
@@ -1117,10 +1157,8 @@ impl Number {
         }
 
         match (self, rhs) {
-            (Number::Float(_), _) | (_, Number::Float(_)) => {
-                let sum =
-                    Self::checked_float(self.to_f64_lossy() + rhs.to_f64_lossy(), "addition")?;
-                Ok(Number::normalize_float(sum))
+            (Number::Float(_) | Number::Decimal(_), _) | (_, Number::Float(_) | Number::Decimal(_)) => {
+                Self::opa_float_op(opa_arith::Op::Add, self, rhs, "addition")
             }
             (Number::UInt(a), Number::UInt(b)) => {
                 if let Some(sum) = a.checked_add(*b) {
@@ -1181,10 +1219,8 @@ impl Number {
         }
 
         match (self, rhs) {
-            (Number::Float(_), _) | (_, Number::Float(_)) => {
-                let diff =
-                    Self::checked_float(self.to_f64_lossy() - rhs.to_f64_lossy(), "subtraction")?;
-                Ok(Number::normalize_float(diff))
+            (Number::Float(_) | Number::Decimal(_), _) | (_, Number::Float(_) | Number::Decimal(_)) => {
+                Self::opa_float_op(opa_arith::Op::Sub, self, rhs, "subtraction")
             }
             (Number::UInt(a), Number::UInt(b)) => {
                 if a >= b {
@@ -1256,12 +1292,8 @@ impl Number {
         }
 
         match (self, rhs) {
-            (Number::Float(_), _) | (_, Number::Float(_)) => {
-                let product = Self::checked_float(
-                    self.to_f64_lossy() * rhs.to_f64_lossy(),
-                    "multiplication",
-                )?;
-                Ok(Number::normalize_float(product))
+            (Number::Float(_) | Number::Decimal(_), _) | (_, Number::Float(_) | Number::Decimal(_)) => {
+                Self::opa_float_op(opa_arith::Op::Mul, self, rhs, "multiplication")
             }
             (Number::UInt(a), Number::UInt(b)) => {
                 let product = (*a as u128) * (*b as u128);
@@ -1320,7 +1352,9 @@ impl Number {
             bail!("division by zero");
         }
 
-        if matches!(self, Number::Float(_)) || matches!(rhs, Number::Float(_)) {
+        if matches!(self, Number::Float(_) | Number::Decimal(_))
+            || matches!(rhs, Number::Float(_) | Number::Decimal(_))
+        {
             return self.float_quotient(rhs);
         }
 
@@ -1369,41 +1403,12 @@ impl Number {
                     self.float_quotient(rhs)
                 }
             }
-            (Number::BigInt(a), Number::BigInt(b)) => {
-                let remainder = (&**a) % (&**b);
-                if remainder.is_zero() {
-                    let quotient = (&**a) / (&**b);
-                    Ok(Number::from_bigint_owned(quotient))
-                } else {
-                    self.float_quotient(rhs)
-                }
-            }
-            (Number::BigInt(a), _) => {
-                if let Some(b_big) = rhs.to_bigint_owned() {
-                    let remainder = (&**a) % &b_big;
-                    if remainder.is_zero() {
-                        let quotient = (&**a) / &b_big;
-                        Ok(Number::from_bigint_owned(quotient))
-                    } else {
-                        self.float_quotient(rhs)
-                    }
-                } else {
-                    self.float_quotient(rhs)
-                }
-            }
-            (_, Number::BigInt(b)) => {
-                if let Some(a_big) = self.to_bigint_owned() {
-                    let remainder = (&a_big) % (&**b);
-                    if remainder.is_zero() {
-                        let quotient = (&a_big) / (&**b);
-                        Ok(Number::from_bigint_owned(quotient))
-                    } else {
-                        self.float_quotient(rhs)
-                    }
-                } else {
-                    self.float_quotient(rhs)
-                }
-            }
+            // Palisade patch 3: OPA divides integers exactly only within
+            // the int32 window; beyond it, a quotient is a 64-bit float
+            // even when it divides evenly, which rounds integers that need
+            // more than 64 bits. Integers of up to 64 bits come out exact
+            // either way.
+            (Number::BigInt(_), _) | (_, Number::BigInt(_)) => self.float_quotient(rhs),
             _ => self.float_quotient(rhs),
         }
     }
@@ -1454,6 +1459,7 @@ impl Number {
         proof! { axiom_f64_obeys_eq_spec(); }
         match self {
             Number::Float(f) => f.is_finite() && f.fract() == 0.0,
+            Number::Decimal(_) => false,
             _ => true,
         }
     }
@@ -1471,6 +1477,7 @@ impl Number {
             Number::Int(v) => *v >= 0,
             Number::BigInt(v) => !v.is_negative(),
             Number::Float(f) => f.is_sign_positive(),
+            Number::Decimal(d) => !d.is_negative(),
         }
     }
 
@@ -1635,6 +1642,8 @@ impl Number {
             }
             Number::BigInt(v) => Number::from_bigint_owned((**v).clone().abs()),
             Number::Float(f) => Number::Float(f.abs()),
+            Number::Decimal(d) if d.is_negative() => Number::Decimal(Rc::new(d.neg())),
+            Number::Decimal(_) => self.clone(),
         }
     }
 
@@ -1647,7 +1656,15 @@ impl Number {
     )]
     pub fn floor(&self) -> Number {
         match self {
+            // Palisade patch 3: OPA 1.x truncates, then steps down only
+            // from a negative integer part, so between -1 and 0 its floor
+            // is 0. Matched on purpose: a policy decides as under `opa`.
+            Number::Float(f) if *f > -1.0 && *f < 0.0 => Number::UInt(0),
             Number::Float(f) => Number::normalize_float(f.floor()),
+            Number::Decimal(d) if d.is_negative() && d.floor() == BigInt::from(-1) => {
+                Number::UInt(0)
+            }
+            Number::Decimal(d) => Number::from_bigint_owned(d.floor()),
             _ => self.clone(),
         }
     }
@@ -1661,7 +1678,14 @@ impl Number {
     )]
     pub fn ceil(&self) -> Number {
         match self {
+            // Palisade patch 3: as `floor`, OPA 1.x's ceil is 1 between -1
+            // and 0 (it steps up from a zero integer part). Matched on purpose.
+            Number::Float(f) if *f > -1.0 && *f < 0.0 => Number::UInt(1),
             Number::Float(f) => Number::normalize_float(f.ceil()),
+            Number::Decimal(d) if d.is_negative() && d.floor() == BigInt::from(-1) => {
+                Number::UInt(1)
+            }
+            Number::Decimal(d) => Number::from_bigint_owned(d.floor() + 1),
             _ => self.clone(),
         }
     }
@@ -1676,6 +1700,7 @@ impl Number {
     pub fn round(&self) -> Number {
         match self {
             Number::Float(f) => Number::normalize_float(f.round()),
+            Number::Decimal(d) => Number::from_bigint_owned(d.round_half_away()),
             _ => self.clone(),
         }
     }
@@ -1777,6 +1802,7 @@ impl Number {
     pub fn format_scientific(&self) -> String {
         match self {
             Number::Float(f) => format!("{:e}", f),
+            Number::Decimal(d) => format!("{:e}", d.to_f64()),
             _ => self
                 .ensure_integer()
                 .map(|v| bigint_to_scientific(&v))
@@ -1796,6 +1822,7 @@ impl Number {
                     f.to_string()
                 }
             }
+            Number::Decimal(d) => d.to_plain_string(),
         }
     }
 
@@ -1804,7 +1831,8 @@ impl Number {
     #[verus_spec(ensures true)]
     pub fn format_decimal_with_width(&self, d: u32) -> String {
         match self {
-            Number::Float(f) => {
+            Number::Float(_) | Number::Decimal(_) => {
+                let f = self.to_f64_lossy();
                 let factor = 10f64.powi(d as i32);
                 let rounded = (f * factor).round() / factor;
                 format!("{:.*}", d as usize, rounded)

@@ -546,3 +546,6 @@ fn revision(modules: &BTreeMap<String, String>, data: Option<&serde_json::Value>
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod opa_compat_numbers_tests;

@@ -29,7 +29,9 @@ fn count(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Res
         Value::Array(a) => a.len(),
         Value::Set(a) => a.len(),
         Value::Object(a) => a.len(),
-        Value::String(a) => a.encode_utf16().count(),
+        // Palisade patch 4: OPA counts characters (runes), not UTF-16
+        // units: `count("😀")` is 1.
+        Value::String(a) => a.chars().count(),
         a if strict => {
             let span = params[0].span();
             bail!(span.error(
@@ -73,26 +75,22 @@ fn min(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Resu
 fn product(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     ensure_args_count(span, "product", params, args, 1)?;
 
-    let mut v = Number::from(1_u64);
-    Ok(Value::from(match &args[0] {
-        Value::Array(a) => {
-            for e in a.iter() {
-                v.mul_assign(&ensure_numeric("product", &params[0], e)?)?;
-            }
-            v
-        }
-
-        Value::Set(a) => {
-            for e in a.iter() {
-                v.mul_assign(&ensure_numeric("product", &params[0], e)?)?;
-            }
-            v
-        }
+    // Palisade patch 3: one accumulation as OPA does it, not a chain of `*`.
+    let items = match &args[0] {
+        Value::Array(a) => a
+            .iter()
+            .map(|e| ensure_numeric("product", &params[0], e))
+            .collect::<Result<Vec<_>>>()?,
+        Value::Set(a) => a
+            .iter()
+            .map(|e| ensure_numeric("product", &params[0], e))
+            .collect::<Result<Vec<_>>>()?,
         a => {
             let span = params[0].span();
             bail!(span.error(format!("`product` requires array/set argument. Got `{a}`.").as_str()))
         }
-    }))
+    };
+    Ok(Value::from(Number::opa_product(&items)?))
 }
 
 fn sort(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
@@ -123,24 +121,20 @@ fn sort(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Res
 fn sum(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     ensure_args_count(span, "sum", params, args, 1)?;
 
-    let mut v = Number::from(0_u64);
-    Ok(Value::from(match &args[0] {
-        Value::Array(a) => {
-            for e in a.iter() {
-                v.add_assign(&ensure_numeric("sum", &params[0], e)?)?;
-            }
-            v
-        }
-
-        Value::Set(a) => {
-            for e in a.iter() {
-                v.add_assign(&ensure_numeric("sum", &params[0], e)?)?;
-            }
-            v
-        }
+    // Palisade patch 3: one accumulation as OPA does it, not a chain of `+`.
+    let items = match &args[0] {
+        Value::Array(a) => a
+            .iter()
+            .map(|e| ensure_numeric("sum", &params[0], e))
+            .collect::<Result<Vec<_>>>()?,
+        Value::Set(a) => a
+            .iter()
+            .map(|e| ensure_numeric("sum", &params[0], e))
+            .collect::<Result<Vec<_>>>()?,
         a => {
             let span = params[0].span();
             bail!(span.error(format!("`sum` requires array/set argument. Got `{a}`.").as_str()))
         }
-    }))
+    };
+    Ok(Value::from(Number::opa_sum(&items)?))
 }
