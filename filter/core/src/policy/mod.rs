@@ -549,3 +549,6 @@ mod tests;
 
 #[cfg(test)]
 mod opa_compat_numbers_tests;
+
+#[cfg(test)]
+mod opa_compat_strings_tests;

@@ -74,7 +74,7 @@ fn base64_decode(
                 .error(&format!("decode failed\nCaused by\n{e}"))
         })?;
     Ok(Value::String(
-        String::from_utf8_lossy(&decoded_bytes).into(),
+        crate::builtins::utils::go_lossy_utf8(&decoded_bytes).into(),
     ))
 }
 
@@ -138,7 +138,7 @@ fn base64url_decode(
     };
 
     Ok(Value::String(
-        String::from_utf8_lossy(&decoded_bytes).into(),
+        crate::builtins::utils::go_lossy_utf8(&decoded_bytes).into(),
     ))
 }
 
@@ -190,7 +190,7 @@ fn hex_decode(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
                 .error(&format!("decode failure\nCaused by\n{e}"))
         })?;
     Ok(Value::String(
-        String::from_utf8_lossy(&decoded_bytes).into(),
+        crate::builtins::utils::go_lossy_utf8(&decoded_bytes).into(),
     ))
 }
 

@@ -138,7 +138,44 @@ fn lower(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     let name = "lower";
     ensure_args_count(span, name, params, args, 1)?;
     let s = ensure_string(name, &params[0], &args[0])?;
-    Ok(Value::String(s.to_lowercase().into()))
+    Ok(Value::String(
+        s.chars().map(go_to_lower).collect::<String>().into(),
+    ))
+}
+
+// OPA's `upper` and `lower` are Go's `strings.ToUpper`/`ToLower`: each rune is
+// mapped on its own with the *simple* case mapping (`unicode.ToUpper`/
+// `ToLower`), without special casing or the final-sigma rule. Rust's
+// `str::to_uppercase`/`to_lowercase` apply the full mappings instead
+// (`upper("ß")` would be "SS", `lower("İ")` "i\u{307}", `lower("ΣΑΣ")` "σας").
+// `char::to_uppercase`/`to_lowercase` yield the simple mapping whenever it is a
+// single char; where the full mapping has several, the simple one
+// (UnicodeData.txt) is the char itself except for the few listed here.
+fn go_to_upper(c: char) -> char {
+    let mut mapped = c.to_uppercase();
+    match (mapped.next(), mapped.next()) {
+        (Some(u), None) => u,
+        _ => match c {
+            // Greek with ypogegrammeni: simple uppercase is the prosgegrammeni form.
+            '\u{1F80}'..='\u{1F87}' | '\u{1F90}'..='\u{1F97}' | '\u{1FA0}'..='\u{1FA7}' => {
+                char::from_u32(c as u32 + 8).unwrap_or(c)
+            }
+            '\u{1FB3}' => '\u{1FBC}',
+            '\u{1FC3}' => '\u{1FCC}',
+            '\u{1FF3}' => '\u{1FFC}',
+            _ => c,
+        },
+    }
+}
+
+fn go_to_lower(c: char) -> char {
+    let mut mapped = c.to_lowercase();
+    match (mapped.next(), mapped.next()) {
+        (Some(l), None) => l,
+        // U+0130 (İ) is the only char whose full lowercase has several chars.
+        _ if c == '\u{130}' => 'i',
+        _ => c,
+    }
 }
 
 fn replace(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
@@ -199,6 +236,9 @@ fn to_string(v: &Value, unescape: bool) -> String {
                     .join(", ")
                 + "]"
         }
+        // OPA formats values with Go's `%v` of its AST terms, which writes an
+        // empty set as `set()` (`{}` is the empty object), also when nested.
+        Value::Set(s) if s.is_empty() => "set()".to_owned(),
         Value::Set(s) => {
             "{".to_owned()
                 + &s.iter()
@@ -641,17 +681,16 @@ fn startswith(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
 }
 
 fn replace_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
-    let name = "trim";
+    let name = "strings.replace_n";
     ensure_args_count(span, name, params, args, 2)?;
     let obj = ensure_object(name, &params[0], args[0].clone())?;
-    let mut s = ensure_string(name, &params[1], &args[1])?;
+    let s = ensure_string(name, &params[1], &args[1])?;
 
     let span = params[0].span();
+    let mut pairs = Vec::with_capacity(obj.len());
     for item in obj.as_ref().iter_sorted() {
         match item {
-            (Value::String(k), Value::String(v)) => {
-                s = s.replace(k.as_ref(), v.as_ref()).into();
-            }
+            (Value::String(k), Value::String(v)) => pairs.push((k.as_ref(), v.as_ref())),
             _ => {
                 bail!(span.error(
                     format!("`{name}` expects string keys and values in pattern object.").as_str()
@@ -660,7 +699,53 @@ fn replace_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -
         }
     }
 
-    Ok(Value::String(s.clone()))
+    Ok(Value::String(go_replace(&pairs, s.as_ref()).into()))
+}
+
+// OPA builds a Go `strings.NewReplacer` from the pairs in sorted key order and
+// replaces in one pass: scanning left to right, at each position the first
+// pattern (in that order) that matches there wins, its replacement is emitted
+// and never rescanned, and scanning resumes after the match. (Applying the
+// patterns one after another would replace inside earlier replacements.)
+// An empty pattern, which sorts first, matches at every byte position,
+// including the end, except right after it matched; like Go, it then steps
+// over the input one *byte* at a time, so it splits multi-byte characters.
+// Go keeps those invalid UTF-8 bytes in the string (`count` sees each as one
+// character, and JSON output writes each as U+FFFD); each becomes U+FFFD here.
+fn go_replace(pairs: &[(&str, &str)], s: &str) -> String {
+    let empty = pairs.iter().find(|(k, _)| k.is_empty()).map(|(_, v)| *v);
+    let bytes = s.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    let mut i = 0;
+    loop {
+        if let Some(v) = empty {
+            out.extend_from_slice(v.as_bytes());
+        }
+        let Some(rest) = bytes.get(i..).filter(|r| !r.is_empty()) else {
+            break;
+        };
+        if let Some((k, v)) = pairs
+            .iter()
+            .find(|(k, _)| !k.is_empty() && rest.starts_with(k.as_bytes()))
+        {
+            out.extend_from_slice(v.as_bytes());
+            i += k.len();
+        } else {
+            // A non-empty pattern never matches inside a character, so without
+            // an empty pattern step over a whole character.
+            let step = if empty.is_some() {
+                1
+            } else {
+                s.get(i..)
+                    .and_then(|t| t.chars().next())
+                    .map_or(1, char::len_utf8)
+            };
+            out.extend_from_slice(rest.get(..step).unwrap_or(rest));
+            i += step;
+        }
+    }
+    // One U+FFFD per invalid byte, as Go decodes (and serializes) them.
+    crate::builtins::utils::go_lossy_utf8(&out)
 }
 
 fn reverse(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
@@ -752,7 +837,9 @@ fn upper(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     let name = "upper";
     ensure_args_count(span, name, params, args, 1)?;
     let s = ensure_string(name, &params[0], &args[0])?;
-    Ok(Value::String(s.to_uppercase().into()))
+    Ok(Value::String(
+        s.chars().map(go_to_upper).collect::<String>().into(),
+    ))
 }
 
 #[cfg(test)]

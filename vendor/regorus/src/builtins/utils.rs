@@ -176,3 +176,16 @@ pub fn ensure_object(fcn: &str, arg: &Expr, v: Value) -> Result<Rc<Object>> {
         }
     })
 }
+
+/// Bytes as a string the way Go holds them: valid UTF-8 as is, and one
+/// U+FFFD per invalid byte (Go keeps each invalid byte, so `count` sees one
+/// character per byte, and JSON writes each as U+FFFD). Palisade patch:
+/// `String::from_utf8_lossy` merges a cut-off sequence into one U+FFFD.
+pub fn go_lossy_utf8(bytes: &[u8]) -> String {
+    let mut result = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        result.push_str(chunk.valid());
+        result.extend(chunk.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER));
+    }
+    result
+}
