@@ -211,6 +211,131 @@ impl Default for Context {
     }
 }
 
+// Palisade patch (follows OPA): OPA's compiler moves some terms out of an
+// expression into assignments placed just before it (stages
+// `RewriteExprTerms`: calls nested in another call's arguments, and
+// `RewriteDynamicTerms`: references passed as a call's arguments, inside
+// array/set/object literals, or as a reference's index). Under `not`, those
+// assignments stay outside the negation, so when one of them is undefined
+// the `not` expression fails rather than succeeds. With `x` undefined, OPA's
+// `not x in {"a"}`, `not startswith(x, "a")`, `not count(x) > 0` and
+// `not m[x]` are undefined, while `not x`, `not x == "a"` and `not x = "a"`
+// succeed: a reference at the top of a term or of either side of `==`/`=`
+// stays inside the negation. Upstream regorus evaluates the whole
+// expression inside the negation (interpreter and RVM).
+
+/// The terms of the negated expression `expr` that OPA evaluates before the
+/// negation, in the order OPA does: nested calls first, then references.
+/// If one is undefined, `not expr` fails.
+pub(crate) fn negation_prerequisites(expr: &ExprRef) -> Vec<&ExprRef> {
+    let mut found = NegationPrerequisites::default();
+    found.expr(expr);
+    found.calls.append(&mut found.refs);
+    found.calls
+}
+
+#[derive(Default)]
+struct NegationPrerequisites<'a> {
+    calls: Vec<&'a ExprRef>,
+    refs: Vec<&'a ExprRef>,
+}
+
+impl<'a> NegationPrerequisites<'a> {
+    fn expr(&mut self, expr: &'a ExprRef) {
+        match expr.as_ref() {
+            // `==` (rewritten to `=` by OPA) and `=` are unifications.
+            Expr::BoolExpr {
+                op: BoolOp::Eq,
+                lhs,
+                rhs,
+                ..
+            }
+            | Expr::AssignExpr { lhs, rhs, .. } => {
+                self.term(lhs);
+                self.term(rhs);
+            }
+            Expr::Call { params, .. } => {
+                for param in params {
+                    self.operand(param);
+                }
+            }
+            Expr::BoolExpr { lhs, rhs, .. }
+            | Expr::ArithExpr { lhs, rhs, .. }
+            | Expr::BinExpr { lhs, rhs, .. } => {
+                self.operand(lhs);
+                self.operand(rhs);
+            }
+            Expr::Membership {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                if let Some(key) = key {
+                    self.operand(key);
+                }
+                self.operand(value);
+                self.operand(collection);
+            }
+            _ => self.term(expr),
+        }
+    }
+
+    /// A term OPA keeps in place (the whole negated term, or a side of
+    /// `=`): only its nested calls, its references' indexes and the
+    /// elements of its literals are lifted.
+    fn term(&mut self, term: &'a ExprRef) {
+        match term.as_ref() {
+            Expr::Var { .. } => {}
+            Expr::RefDot { .. } | Expr::RefBrack { .. } => self.reference(term),
+            _ => self.operand(term),
+        }
+    }
+
+    /// The parts of a reference OPA lifts: its indexes, and a head that is
+    /// not a variable (a call, or a literal as in `[x][0]`).
+    fn reference(&mut self, term: &'a ExprRef) {
+        match term.as_ref() {
+            Expr::RefDot { refr, .. } => self.reference(refr),
+            Expr::RefBrack { refr, index, .. } => {
+                self.reference(refr);
+                self.operand(index);
+            }
+            Expr::Var { .. } => {}
+            _ => self.operand(term),
+        }
+    }
+
+    /// A call's argument, or an element of a literal in a lifted position:
+    /// OPA lifts it whole if it is a call or a reference.
+    fn operand(&mut self, term: &'a ExprRef) {
+        match term.as_ref() {
+            Expr::Call { .. }
+            | Expr::BoolExpr { .. }
+            | Expr::ArithExpr { .. }
+            | Expr::BinExpr { .. }
+            | Expr::Membership { .. } => self.calls.push(term),
+            // A rule or a root document (`input`, `data`) is a reference in
+            // OPA; a local variable is always bound here.
+            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => self.refs.push(term),
+            Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                for item in items {
+                    self.operand(item);
+                }
+            }
+            Expr::Object { fields, .. } => {
+                for (_, key, value) in fields {
+                    self.operand(key);
+                    self.operand(value);
+                }
+            }
+            // Scalars, and comprehensions (OPA lifts them, but they are
+            // never undefined).
+            _ => {}
+        }
+    }
+}
+
 impl Interpreter {
     pub fn new() -> Interpreter {
         let compiled_policy = compiled_policy::CompiledPolicyData {
@@ -1184,6 +1309,17 @@ impl Interpreter {
         }
     }
 
+    /// False if a term OPA evaluates before the negation of `expr` is
+    /// undefined: the `not` expression then fails.
+    fn negation_prerequisites_defined(&mut self, expr: &ExprRef) -> Result<bool> {
+        for term in negation_prerequisites(expr) {
+            if self.eval_expr(term)? == Value::Undefined {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn eval_stmt_impl(&mut self, stmt: &LiteralStmt, stmts: &[&LiteralStmt]) -> Result<bool> {
         self.memory_check()?;
         self.check_execution_time()?;
@@ -1233,6 +1369,11 @@ impl Interpreter {
                 }
             }
             Literal::NotExpr { span, expr, .. } => {
+                // Palisade patch (follows OPA): what OPA evaluates before
+                // the negation must be defined (`negation_prerequisites`).
+                if !self.negation_prerequisites_defined(expr)? {
+                    return Ok(false);
+                }
                 let value = match expr.as_ref() {
                     // Extra parameter is allowed; but a return argument is not allowed.
                     Expr::Call {

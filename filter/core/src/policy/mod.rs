@@ -432,7 +432,7 @@ impl Policy {
         }));
         self.compiled
             .eval_with_input(input)
-            .map_err(|e| e.to_string())
+            .map_err(|e| error_text(&e.to_string()))
     }
 }
 
@@ -510,11 +510,41 @@ fn is_load_time_fault(message: &str) -> bool {
     message.contains("could not find function") || is_time_limit(message)
 }
 
+/// A regorus error as the gate reports it, its reason on the first line.
+/// regorus's errors at a place in the source start with an empty line
+/// (`\n--> authz.rego:3:9`, the quoted line, a caret, and only then
+/// `error: what`), so whatever shows the first line (a log, the audit
+/// `detail` in a one-line view) showed nothing. The reason now leads, and
+/// the location and the quoted source follow:
+/// `what\n--> authz.rego:3:9\n…`. Never empty.
+fn error_text(message: &str) -> String {
+    let message = message.trim();
+    if let Some(at) = message.find("\nerror: ") {
+        if message.starts_with("--> ") {
+            let what = message
+                .get(at + "\nerror: ".len()..)
+                .unwrap_or_default()
+                .trim();
+            let place = message.get(..at).unwrap_or_default().trim_end();
+            if !what.is_empty() {
+                return format!("{what}\n{place}");
+            }
+        }
+    }
+    if message.is_empty() {
+        "regorus reported an error without a message".to_owned()
+    } else {
+        message.to_owned()
+    }
+}
+
 /// An RVM error as the gate reports it: the kind of error only. The RVM's
 /// messages print the values involved (a header, a claim), and the text
 /// reaches the audit record's `detail`; the interpreter's quote the policy
 /// source instead. `Arithmetic error: …(pc=3)` becomes `Arithmetic error`.
 fn vm_error_text(message: &str) -> String {
+    let message = error_text(message);
+    let message = message.as_str();
     let cut = [": ", " (", "\n"]
         .iter()
         .filter_map(|sep| message.find(sep))
@@ -546,6 +576,9 @@ fn revision(modules: &BTreeMap<String, String>, data: Option<&serde_json::Value>
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod opa_compat_order_tests;
 
 #[cfg(test)]
 mod opa_compat_numbers_tests;

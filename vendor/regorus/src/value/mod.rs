@@ -82,14 +82,20 @@ pub enum Value {
     /// JSON array.
     Array(Rc<Array>),
 
+    // Palisade patch (follows OPA): the derived `Ord` ranks values by the
+    // order of these variants, and OPA's total order (`ast.Compare`) is
+    // null < boolean < number < string < array < object < set. `Object`
+    // therefore comes before `Set`, so that `sort`, `min`/`max`, `<` and
+    // the iteration order of sets and object keys agree with OPA. Upstream
+    // regorus declares `Set` first and ranks sets before objects.
+    /// An object.
+    /// Unlike JSON, keys can be any value, not just string.
+    Object(Rc<Object>),
+
     /// A set of values.
     /// No JSON equivalent.
     /// Sets are serialized as arrays in JSON.
     Set(Rc<Set>),
-
-    /// An object.
-    /// Unlike JSON, keys can be any value, not just string.
-    Object(Rc<Object>),
 
     /// Undefined value.
     /// Used to indicate the absence of a value.

@@ -258,6 +258,22 @@ impl<'a> Compiler<'a> {
                 }
             }
             ast::Literal::NotExpr { expr, .. } => {
+                // Palisade patch (follows OPA): the terms OPA evaluates
+                // before the negation must be defined, or the statement
+                // fails (`crate::interpreter::negation_prerequisites`).
+                for term in crate::interpreter::negation_prerequisites(expr) {
+                    let term_reg = self.with_soft_assert_mode(true, |compiler| {
+                        compiler.compile_rego_expr_with_span(term, term.span(), false)
+                    })?;
+                    self.emit_instruction(
+                        Instruction::Guard {
+                            register: term_reg,
+                            mode: GuardMode::NotUndefined,
+                        },
+                        &stmt.span,
+                    );
+                }
+
                 let expr_reg = self.with_soft_assert_mode(true, |compiler| {
                     compiler.compile_rego_expr_with_span(expr, expr.span(), false)
                 })?;
