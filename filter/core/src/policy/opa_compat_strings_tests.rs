@@ -299,3 +299,35 @@ fn count_counts_characters_as_opa_does() {
     assert_eq!(eval(r#"count("a😀")"#), json!(2));
     assert_eq!(eval(r#"count(hex.decode("c7f9f38399bc9ae2"))"#), json!(5));
 }
+
+#[test]
+fn strings_count_as_go_counts_and_never_panics() {
+    // OPA: [4, 2, 6, 1]. Upstream regorus counted "aaaa"/"aa" as 3 and
+    // panicked on an empty substring, which would abort the filter's VM.
+    assert_eq!(
+        eval(
+            r#"[strings.count("abc", ""), strings.count("aaaa", "aa"), strings.count("héllo", ""), strings.count("", "")]"#
+        ),
+        json!([4, 2, 6, 1])
+    );
+    // From the request, as a policy would.
+    assert_eq!(
+        eval_with(
+            "strings.count(input.s, input.sub)",
+            json!({"s": "abc", "sub": ""})
+        ),
+        Ok(json!(4))
+    );
+}
+
+#[test]
+fn object_subset_of_an_empty_array_is_true_and_never_panics() {
+    // OPA: [true, true, true, true, false]. Upstream regorus panicked on an
+    // empty array (`windows(0)`), which would abort the filter's VM.
+    assert_eq!(
+        eval(
+            r#"[object.subset([1, 2], []), object.subset([], []), object.subset({"a": [1, 2]}, {"a": []}), object.subset([1, 2, 3], [2, 3]), object.subset([1, 2, 3], [1, 3])]"#
+        ),
+        json!([true, true, true, true, false])
+    );
+}

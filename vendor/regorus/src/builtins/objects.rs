@@ -354,6 +354,9 @@ fn is_subset(sup: &Value, sub: &Value) -> bool {
             })
         }
         (Value::Set(sup), Value::Set(sub)) => sub.is_subset(sup),
+        // Palisade patch 4: the empty array is a subset of any array, as in
+        // OPA; upstream panicked on it (`windows(0)`), aborting the VM.
+        (Value::Array(_), Value::Array(sub)) if sub.is_empty() => true,
         (Value::Array(sup), Value::Array(sub)) => sup
             .as_slice()
             .windows(sub.len())

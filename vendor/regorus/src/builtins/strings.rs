@@ -663,13 +663,17 @@ fn strings_count(
     let search = ensure_string(name, &params[0], &args[0])?;
     let substring = ensure_string(name, &params[0], &args[1])?;
 
-    Ok(Value::from(
-        search
-            .as_bytes()
-            .windows(substring.len())
-            .filter(|&w| w == substring.as_bytes())
-            .count(),
-    ))
+    // Palisade patch 4: as Go's strings.Count, which OPA calls: matches
+    // do not overlap (`strings.count("aaaa", "aa")` is 2), and the empty
+    // string occurs once more than there are characters. Upstream counted
+    // overlapping windows, and panicked on "" (`windows(0)`): a request
+    // could crash the filter's VM.
+    let count = if substring.is_empty() {
+        search.chars().count() + 1
+    } else {
+        search.matches(substring.as_ref()).count()
+    };
+    Ok(Value::from(count))
 }
 
 fn startswith(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
