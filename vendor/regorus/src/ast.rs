@@ -684,6 +684,11 @@ pub struct Module {
     #[cfg_attr(feature = "ast", serde(rename(serialize = "rules")))]
     pub policy: Vec<Ref<Rule>>,
     pub rego_v1: bool,
+    /// Palisade patch 5: the module imports `future.keywords.not` (or all
+    /// of `future.keywords`). OPA then negates the whole expression of a
+    /// `not`, terms it would otherwise evaluate first included.
+    #[cfg_attr(feature = "ast", serde(skip_serializing))]
+    pub not_keyword: bool,
     // Target name if specified via __target__ rule
     #[cfg_attr(feature = "ast", serde(skip_serializing_if = "Option::is_none"))]
     pub target: Option<String>,

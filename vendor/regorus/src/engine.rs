@@ -163,6 +163,7 @@ mod iterative_selector_tests {
                 bodies: alloc::vec![],
             })],
             rego_v1,
+            not_keyword: false,
             target,
             num_expressions: 0,
             num_statements: 0,

@@ -1312,6 +1312,10 @@ impl Interpreter {
     /// False if a term OPA evaluates before the negation of `expr` is
     /// undefined: the `not` expression then fails.
     fn negation_prerequisites_defined(&mut self, expr: &ExprRef) -> Result<bool> {
+        // Under `future.keywords.not`, OPA negates the whole expression.
+        if self.module.as_ref().is_some_and(|m| m.not_keyword) {
+            return Ok(true);
+        }
         for term in negation_prerequisites(expr) {
             if self.eval_expr(term)? == Value::Undefined {
                 return Ok(false);

@@ -441,6 +441,9 @@ impl<'source> Parser<'source> {
                     for kw in FUTURE_KEYWORDS.iter() {
                         self.set_future_keyword(kw, &Some(span.clone()))?;
                     }
+                    // Palisade patch 5: in OPA 1.x, `import future.keywords`
+                    // brings in `not` too (see `Module::not_keyword`).
+                    self.set_future_keyword("not", &Some(span.clone()))?;
                 }
                 _ if comps.len() >= 4 => {
                     let s = &comps[3];
@@ -2264,6 +2267,33 @@ impl<'source> Parser<'source> {
                 ));
             }
 
+            // Palisade patch 5: refuse what OPA refuses, rather than load a
+            // policy `opa` would not: `rego.*` other than `rego.v1` (an
+            // ignored `import rego.v2` would silently change nothing), and
+            // unknown future keywords.
+            if comps[0].text() == "rego" && !(comps.len() == 2 && comps[1].text() == "v1") {
+                let path = comps.iter().map(|c| c.text()).collect::<Vec<_>>().join(".");
+                return Err(self.source.error(
+                    comps[0].line,
+                    comps[0].col,
+                    &format!("invalid import `{path}`, must be `rego.v1`"),
+                ));
+            }
+            if comps.len() == 3
+                && comps[0].text() == "future"
+                && comps[1].text() == "keywords"
+                && !matches!(
+                    comps[2].text(),
+                    "and" | "contains" | "every" | "if" | "in" | "not" | "or"
+                )
+            {
+                return Err(self.source.error(
+                    comps[2].line,
+                    comps[2].col,
+                    "unexpected keyword, must be one of [and contains every if in not or]",
+                ));
+            }
+
             let is_future_kw =
                 if comps.len() == 2 && comps[0].text() == "rego" && comps[1].text() == "v1" {
                     self.turn_on_rego_v1(&Some(span.clone()))?;
@@ -2383,6 +2413,7 @@ impl<'source> Parser<'source> {
             target,
             policy,
             rego_v1: self.rego_v1,
+            not_keyword: self.future_keywords.contains_key("not"),
             num_expressions: self.eidx,
             num_statements: self.sidx,
             num_queries: self.qidx,

@@ -158,6 +158,44 @@ s := {"a", "b"}
 }
 
 #[test]
+fn under_the_not_keyword_not_negates_the_whole_expression_as_in_opa() {
+    // With `import future.keywords.not`, or all of `future.keywords`, OPA
+    // 1.x negates the whole expression: every case below is defined in OPA
+    // (recorded with OPA 1.20.2), where without the import the ones with an
+    // undefined operand are not. A `deny if not …` rule must deny here.
+    let cases = [
+        r#"not u in {"a", "b"}"#,
+        r#"not startswith(u, "a")"#,
+        r#"not g(u)"#,
+        r#"not u + 1 > 0"#,
+        r#"not count(u) == 0"#,
+        r#"not m[u]"#,
+        r#"not [u] == [1]"#,
+        r#"not u"#,
+        r#"not u == 1"#,
+        r#"not f(1)"#,
+        r#"not input.x + input.y == input.z"#,
+    ];
+    let mut wrong = Vec::new();
+    for import in ["import future.keywords.not", "import future.keywords"] {
+        for body in cases {
+            let rego = format!(
+                "package t\n{import}\nu := input.nothing\ng(x) := true if x == 1\nf(x) := y if {{ x == 1; y := input.nothing }}\nm := {{\"k\": 1, 0: 1}}\nx := \"x\" if {{ {body} }}\n"
+            );
+            for engine in engines(&rego) {
+                let got = eval_on(&rego, "x", serde_json::json!({"obj": {"a": 1}}), engine);
+                if got == Value::Undefined {
+                    wrong.push(format!(
+                        "{engine:?}: {import}: {body}: OPA defined, Palisade undefined"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
 fn an_else_chain_over_an_undefined_rule_answers_as_opa_does() {
     // tests/differential/policies/10_data_joins.rego, narrowed: `view_role`
     // is undefined for a caller with none of its roles who is not the owner,
@@ -226,4 +264,37 @@ fn an_evaluation_error_gives_its_reason_on_the_first_line() {
     let first = e.lines().next().unwrap_or_default();
     assert_eq!(first, "could not parse string as number", "{e}");
     assert!(e.contains("--> t.rego:2:"), "{e}");
+}
+
+#[test]
+fn imports_opa_refuses_are_refused_at_load() {
+    // OPA 1.20.2: `invalid import `rego.v2`, must be `rego.v1`` and
+    // `unexpected keyword, must be one of [and contains every if in not or]`.
+    // Loading them would give a policy `opa` never runs.
+    for (import, says) in [
+        ("import rego.v2", "must be `rego.v1`"),
+        ("import rego", "must be `rego.v1`"),
+        ("import future.keywords.foo", "unexpected keyword"),
+    ] {
+        let modules = BTreeMap::from([(
+            "t.rego".to_owned(),
+            format!("package t\n{import}\nx := 1\n"),
+        )]);
+        let e = Policy::compile(&modules, None, "data.t.x").unwrap_err();
+        assert!(e.message.contains(says), "{import}: {}", e.message);
+    }
+    for import in [
+        "import rego.v1",
+        "import future.keywords.not",
+        "import future.keywords",
+    ] {
+        let modules = BTreeMap::from([(
+            "t.rego".to_owned(),
+            format!("package t\n{import}\nx := 1\n"),
+        )]);
+        assert!(
+            Policy::compile(&modules, None, "data.t.x").is_ok(),
+            "{import}"
+        );
+    }
 }

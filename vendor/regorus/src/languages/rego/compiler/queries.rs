@@ -261,7 +261,19 @@ impl<'a> Compiler<'a> {
                 // Palisade patch (follows OPA): the terms OPA evaluates
                 // before the negation must be defined, or the statement
                 // fails (`crate::interpreter::negation_prerequisites`).
-                for term in crate::interpreter::negation_prerequisites(expr) {
+                // Under `future.keywords.not`, OPA negates the whole
+                // expression: nothing is evaluated first.
+                let whole = self
+                    .policy
+                    .get_modules()
+                    .get(self.current_module_index as usize)
+                    .is_some_and(|m| m.not_keyword);
+                let prerequisites = if whole {
+                    alloc::vec::Vec::new()
+                } else {
+                    crate::interpreter::negation_prerequisites(expr)
+                };
+                for term in prerequisites {
                     let term_reg = self.with_soft_assert_mode(true, |compiler| {
                         compiler.compile_rego_expr_with_span(term, term.span(), false)
                     })?;
