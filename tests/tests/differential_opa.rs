@@ -314,6 +314,20 @@ fn palisade(policy: &Policy, input: &Value) -> Answer {
     }
 }
 
+/// The corpus: its `data.json`, and its policy files in name order.
+fn corpus() -> (Value, Vec<PathBuf>) {
+    let dir = repo().join("tests/differential/policies");
+    let data: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("data.json")).unwrap()).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rego"))
+        .collect();
+    files.sort();
+    (data, files)
+}
+
 /// `package diff.rbac` → `diff.rbac`.
 fn package(source: &str) -> String {
     source
@@ -334,15 +348,7 @@ fn palisade_decides_as_opa_on_the_corpus() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(INPUTS);
-    let dir = repo().join("tests/differential/policies");
-    let data: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("data.json")).unwrap()).unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rego"))
-        .collect();
-    files.sort();
+    let (data, files) = corpus();
     assert!(files.len() >= 8, "the corpus has {} policies", files.len());
 
     let mut oracle = Oracle::start();
@@ -455,16 +461,8 @@ fn as_request(doc: &Value) -> Option<(HttpRequest, Value)> {
 #[test]
 fn the_wasm_filter_lets_through_exactly_what_opa_allows() {
     let module = FilterModule::load(&wasm_path()).unwrap();
-    let dir = repo().join("tests/differential/policies");
-    let data: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("data.json")).unwrap()).unwrap();
+    let (data, files) = corpus();
     let provider = demo_config()["providers"][0].clone();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rego"))
-        .collect();
-    files.sort();
     let mut oracle = Oracle::start();
     // Its own seed: a sample of requests like the main test's.
     let mut rng = Rng(SEED ^ 0x0a5d);
