@@ -198,6 +198,34 @@ pub struct RawRateLimit {
     /// How many identities the rule tracks at once (bounds shared memory).
     #[serde(default)]
     pub max_identities: Option<u32>,
+    /// Fleet-wide budgets: also count the limit in a rate limit service
+    /// shared by every sidecar (see `ratelimit::global`).
+    #[serde(default)]
+    pub global: Option<RawGlobal>,
+}
+
+/// A rule's fleet-wide mode: its budgets are charged to an Envoy rate limit
+/// service (`ShouldRateLimit`, gRPC) shared by every sidecar (public API).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    /// The Envoy cluster of the rate limit service (gRPC, so HTTP/2).
+    pub cluster: String,
+    /// The service's configuration domain (default `palisade`).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// How long a request waits for the service's answer, 1 to 1000 ms
+    /// (default 20).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// When the service fails: `deny` (503 `rate_limit_unavailable`) or
+    /// `local` (this process's limits alone). Default: `deny` for a rule
+    /// with a `records` budget, else `local`.
+    #[serde(default)]
+    pub on_failure: Option<String>,
+    /// Base64 secret of at least 32 bytes, the same on every sidecar:
+    /// identities reach the service only as keyed hashes under it.
+    pub identity_key: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,8 +1,10 @@
 //! Limits on bulk customer-data endpoints, per identity: request rates
 //! (GCRA, exact across workers), record budgets, page sizes and suspension,
-//! kept per identity in a bounded table in shared data.
+//! kept per identity in a bounded table in shared data; and, for rules with
+//! `global`, the same budgets fleet-wide through a rate limit service.
 
 pub mod gcra;
+pub mod global;
 pub mod limits;
 pub mod meter;
 pub mod page;

@@ -49,6 +49,8 @@ pub struct Rule {
     pub suspend: Option<Duration>,
     /// Live identities the rule can track at once; see [`super::table`].
     pub max_identities: u32,
+    /// Also counted fleet-wide, in a rate limit service; see [`super::global`].
+    pub global: Option<super::global::GlobalLimit>,
 }
 
 /// Largest burst a request limit may allow.
@@ -193,6 +195,18 @@ impl Rule {
                 "{path}.max_identities: must be between {MIN_IDENTITIES} and {MAX_IDENTITIES}"
             ));
         }
+        let global = match &raw.global {
+            None => None,
+            Some(g) => Some(super::global::GlobalLimit::compile(
+                g,
+                &format!("{path}.global"),
+                &super::global::LimitShape {
+                    requests: requests.is_some(),
+                    records: records.is_some(),
+                    suspend: suspend.is_some(),
+                },
+            )?),
+        };
         Ok(Rule {
             name: raw.name.clone(),
             path_prefix: prefix.clone(),
@@ -203,6 +217,7 @@ impl Rule {
             page,
             suspend,
             max_identities,
+            global,
         })
     }
 
@@ -308,6 +323,7 @@ mod tests {
             }),
             suspend_seconds: 900,
             max_identities: None,
+            global: None,
         }
     }
 
