@@ -280,7 +280,11 @@ impl RootContext for PalisadeRoot {
                 return false;
             }
         };
-        match Config::from_json(&bytes) {
+        let parsed = Config::from_json(&bytes).and_then(|config| match config.not_yet_enforced() {
+            Some(reason) => Err(palisade_core::config::ConfigError(reason)),
+            None => Ok(config),
+        });
+        match parsed {
             Ok(config) => {
                 #[cfg(feature = "test-trap")]
                 host.log(

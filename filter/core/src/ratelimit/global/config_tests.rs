@@ -186,3 +186,16 @@ fn the_key_never_shows() {
     )));
     assert!(!e.contains(secret), "{e}");
 }
+
+#[test]
+fn a_config_with_global_is_named_as_not_yet_enforced() {
+    // The filter refuses it (wasm.rs on_configure) until the glue exists:
+    // loaded, it would be weaker than it reads.
+    let with = load(&with_rule(records_rule(
+        json!({"cluster": "palisade_rls", "identity_key": KEY}),
+    )));
+    let reason = with.not_yet_enforced().unwrap();
+    assert!(reason.starts_with("rate_limits[1].global: "), "{reason}");
+    let without = load(&with_rule(requests_rule(json!(null))));
+    assert_eq!(without.not_yet_enforced(), None);
+}
