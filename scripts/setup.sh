@@ -30,9 +30,10 @@ if ! python3 -c "import opa_bindings" 2>/dev/null; then
     "opa-golib-python-bindings==$OPA_BINDINGS_VERSION"
 fi
 
-# curl: the demo and the mTLS test's TLS client; openssl: envoy/mtls-certs.sh.
+# curl: the demo and the mTLS test's TLS client; openssl: envoy/mtls-certs.sh;
+# redis-server: rls/'s tests (the rate limit service's counters).
 MISSING=()
-for tool in curl openssl; do
+for tool in curl openssl redis-server; do
   command -v "$tool" >/dev/null || MISSING+=("$tool")
 done
 if [ ${#MISSING[@]} -gt 0 ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy on the host and on
 # wasm32-wasip1, the .wasm build, validation of the shipped Envoy configs by
-# Envoy itself, the native and real-Envoy test suites, the demo, and a short
+# Envoy itself, the native and real-Envoy test suites, the rate limit
+# service in rls/ against a real redis-server, the demo, and a short
 # fuzz run of the core (fuzz/run.sh), and the side-by-side benchmark in its
 # one-second smoke mode.
 set -euo pipefail
@@ -43,6 +44,11 @@ step "tests (unit, cases, harness, real Envoy)"
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$LOG"
+
+step "rls/ (the rate limit service, its own workspace): fmt, clippy, tests against a real redis-server"
+cargo fmt --manifest-path rls/Cargo.toml -- --check
+cargo clippy --manifest-path rls/Cargo.toml --all-targets --locked -- -D warnings
+cargo test --manifest-path rls/Cargo.toml --locked 2>&1 | tee -a "$LOG"
 
 step "demo (real Envoy, shipped config)"
 scripts/demo.sh
