@@ -227,7 +227,7 @@ impl Default for Context {
 /// The terms of the negated expression `expr` that OPA evaluates before the
 /// negation, in the order OPA does: nested calls first, then references.
 /// If one is undefined, `not expr` fails.
-pub(crate) fn negation_prerequisites(expr: &ExprRef) -> Vec<&ExprRef> {
+pub fn negation_prerequisites(expr: &ExprRef) -> Vec<&ExprRef> {
     let mut found = NegationPrerequisites::default();
     found.expr(expr);
     found.calls.append(&mut found.refs);

@@ -298,7 +298,7 @@ pub(super) fn exact_literal(text: &str) -> Option<Number> {
         digits /= &ten;
         exp += 1;
     }
-    if digits.is_zero() || exp >= 0 || exp < -400 {
+    if digits.is_zero() || !(-400..0).contains(&exp) {
         return None;
     }
     let decimal = Decimal {
