@@ -16,10 +16,15 @@ pub fn modules(engine: &Engine) -> Option<Vec<Value>> {
     }
 }
 
-/// `a.b.c` from a `Var`/`RefDot` chain; `None` for anything dynamic.
+/// `a.b.c` from a `Var`/`RefDot` chain, where a string index counts as a
+/// field (`a["b"]` is `a.b`, as in Rego); `None` for anything dynamic.
 pub fn dotted(expr: &Value) -> Option<String> {
     if let Some(var) = expr.get("Var") {
         return var["value"].as_str().map(str::to_owned);
+    }
+    if let Some(brack) = expr.get("RefBrack") {
+        let field = brack["index"]["String"]["value"].as_str()?;
+        return Some(format!("{}.{field}", dotted(&brack["refr"])?));
     }
     let dot = expr.get("RefDot")?;
     let field = dot["field"].get(1)?.as_str()?;

@@ -100,6 +100,14 @@ fn calls_resolve(policies: &[Value]) -> Result<(), MissingFunction> {
             if let Some(name) = dotted(&rule["Spec"]["head"]["Func"]["refr"]) {
                 defined.insert(format!("data.{package}.{name}"));
             }
+            // A function may be defined by its default alone
+            // (`default f(_) := false`): a `Default` rule with arguments.
+            let default = &rule["Default"];
+            if default["args"].as_array().is_some_and(|a| !a.is_empty()) {
+                if let Some(name) = dotted(&default["refr"]) {
+                    defined.insert(format!("data.{package}.{name}"));
+                }
+            }
         }
     }
 

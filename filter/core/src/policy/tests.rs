@@ -45,6 +45,21 @@ fn data_document_is_visible() {
 }
 
 #[test]
+fn functions_defined_by_a_default_or_a_string_index_load() {
+    // Both are valid Rego (OPA's conformance cases `functions/only default`
+    // and `function refs and package extent`); the load check used to
+    // refuse them as "not a builtin of this build".
+    let p = compile(
+        "package envoy.authz\ndefault f(_) := true\nfoo[\"bar\"](x) := x\nallow if { f(1); foo.bar(true) }",
+    )
+    .unwrap();
+    assert_eq!(p.evaluate(Value::from(json!({}))), Ok(Value::from(true)));
+    // A call to nothing is still refused.
+    let e = compile("package envoy.authz\ndefault f(_) := true\nallow if g(1)").unwrap_err();
+    assert!(e.message.contains("`g` is not a function"), "{}", e.message);
+}
+
+#[test]
 fn missing_builtin_fails_the_load() {
     // regorus's `time` builtins are not compiled into this build (only
     // Palisade's host-clock `time.now_ns` is).
