@@ -755,9 +755,20 @@ impl Ord for Number {
             }
         }
         match (self, other) {
-            // Palisade patch 3: exact, as OPA compares decimals.
+            // Palisade patch 3: exact, as OPA compares decimals. An f64 counts
+            // as the shortest decimal that prints it, as in the arithmetic;
+            // against an integer, that differs from its binary value only
+            // from 2^53 on (below, both give the same order), so there too,
+            // or `f == u` could hold while `f - u` is 24.
             (Number::Decimal(_), _) | (_, Number::Decimal(_)) => opa_arith::cmp_exact(self, other)
                 .unwrap_or_else(|| Self::cmp_float(self.to_f64_lossy(), other.to_f64_lossy())),
+            (Number::Float(f), Number::UInt(_) | Number::Int(_) | Number::BigInt(_))
+            | (Number::UInt(_) | Number::Int(_) | Number::BigInt(_), Number::Float(f))
+                if f.is_finite() && f.abs() >= F64_SAFE_INTEGER =>
+            {
+                opa_arith::cmp_exact(self, other)
+                    .unwrap_or_else(|| Self::cmp_float(self.to_f64_lossy(), other.to_f64_lossy()))
+            }
             (Number::Float(a), Number::Float(b)) => Self::cmp_float(*a, *b),
             (Number::Float(a), Number::UInt(b)) => Self::cmp_float_uint(*a, *b),
             (Number::Float(a), Number::Int(b)) => Self::cmp_float_sint(*a, *b),
@@ -1323,10 +1334,17 @@ impl Number {
                     ))
                 }
             }
+            // Palisade patch 3: a bound on a product's width (see
+            // `opa_arith::MAX_PRODUCT_BITS`); the other integer cases fit in
+            // 128 bits.
             (Number::BigInt(a), Number::BigInt(b)) => {
+                opa_arith::check_product_width(a.bits(), b.bits())
+                    .map_err(|_| Self::numeric_overflow_error("multiplication"))?;
                 Ok(Number::from_bigint_owned((**a).clone() * (**b).clone()))
             }
             (Number::BigInt(a), other) | (other, Number::BigInt(a)) => {
+                opa_arith::check_product_width(a.bits(), 64)
+                    .map_err(|_| Self::numeric_overflow_error("multiplication"))?;
                 let product = (**a).clone() * other.to_bigint_owned().unwrap();
                 Ok(Number::from_bigint_owned(product))
             }

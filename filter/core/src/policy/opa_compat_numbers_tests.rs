@@ -70,3 +70,54 @@ fn results_f64_cannot_hold_are_errors_not_other_numbers() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_product_too_wide_to_compute_quickly_is_an_error() {
+    // OPA would compute it; a builtin call is not interrupted by the time
+    // limit, so past 4096 bits a product is an overflow error (a denial),
+    // not seconds of work.
+    let modules = BTreeMap::from([(
+        "t.rego".to_owned(),
+        "package t\nx := product(input.a)\ny := input.a[0] * input.a[1] * input.a[2] * input.a[3] * input.a[4]\n"
+            .to_owned(),
+    )]);
+    let input = serde_json::json!({"a": vec![1e308; 4000]});
+    for rule in ["x", "y"] {
+        let policy = Policy::compile(&modules, None, &format!("data.t.{rule}")).unwrap();
+        let r = policy.evaluate(Value::from(input.clone()));
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("overflow")),
+            "{rule}: {r:?}"
+        );
+    }
+    // Three of them still multiply exactly (3,072 bits).
+    let three = BTreeMap::from([(
+        "t.rego".to_owned(),
+        "package t\nx := product([input.a[0], input.a[1], input.a[2]])\n".to_owned(),
+    )]);
+    let policy = Policy::compile(&three, None, "data.t.x").unwrap();
+    assert!(policy.evaluate(Value::from(input)).is_ok());
+}
+
+#[test]
+fn numbers_keep_one_order_past_2_to_the_53() {
+    // An f64 counts as its shortest decimal against an integer too, so
+    // equality, order and arithmetic agree: 1152921504606846976.0 prints as
+    // 1152921504606847000, which is 24 more than the integer.
+    let modules = BTreeMap::from([(
+        "t.rego".to_owned(),
+        "package t\nx := [input.f == input.u, input.f - input.u, input.f > input.u, sort([input.f, input.u + 0.5, input.u])]\n".to_owned(),
+    )]);
+    let policy = Policy::compile(&modules, None, "data.t.x").unwrap();
+    let input = serde_json::json!({"f": 1152921504606846976.0_f64, "u": 1152921504606846976_u64});
+    let got = policy.evaluate(Value::from(input)).unwrap();
+    let want = Value::from_json_str(
+        "[false, 24, true, [1152921504606846976, 1152921504606846976.5, 1152921504606847000]]",
+    )
+    .unwrap();
+    assert_eq!(got[0], want[0]);
+    assert_eq!(got[1], want[1]);
+    assert_eq!(got[2], want[2]);
+    let sorted: Vec<Value> = got[3].as_array().unwrap().iter().cloned().collect();
+    assert!(sorted.windows(2).all(|w| w[0] < w[1]), "{sorted:?}");
+}

@@ -15,7 +15,8 @@
 //!
 //! This module does the same with exact big-integer arithmetic: an operand
 //! is its decimal (for an `f64`, the shortest digits that print it, which
-//! are the literal's own for any literal of up to 17 digits), rounded to a
+//! are the literal's own for any literal of up to 15 significant digits),
+//! rounded to a
 //! 64-bit mantissa; the result is rounded to 64 bits, and its shortest
 //! decimal becomes the regorus number: an integer exactly, a non-integer as
 //! an `f64` when one prints as those digits, and otherwise as a
@@ -36,6 +37,24 @@ use crate::Rc;
 
 /// Go's `big.Float` precision when OPA parses a number: 64 bits.
 const PRECISION: u64 = 64;
+
+/// The widest integer a product may make (about 1,233 decimal digits).
+/// OPA multiplies integers without a bound, but a product's cost grows
+/// with its width and a builtin call is not interrupted by the evaluation
+/// time limit: `product` of a few thousand `1e308`s from a request would
+/// stall a worker for seconds. Past this, a product is an overflow error
+/// (the request is denied) instead.
+pub(super) const MAX_PRODUCT_BITS: u64 = 4096;
+
+/// An overflow error when multiplying integers of these widths could make
+/// one wider than [`MAX_PRODUCT_BITS`].
+pub(super) fn check_product_width(lhs_bits: u64, rhs_bits: u64) -> Result<(), &'static str> {
+    if lhs_bits.saturating_add(rhs_bits) > MAX_PRODUCT_BITS {
+        Err("overflow")
+    } else {
+        Ok(())
+    }
+}
 
 /// `mant * 2^exp`, exactly. After [`round`], `|mant|` is in
 /// `[2^63, 2^64)` or zero.
@@ -146,7 +165,10 @@ pub(super) fn compute(op: Op, lhs: &Number, rhs: &Number) -> Result<Number, &'st
         match op {
             Op::Add => return Ok(Number::from_bigint_owned(i + j)),
             Op::Sub => return Ok(Number::from_bigint_owned(i - j)),
-            Op::Mul => return Ok(Number::from_bigint_owned(i * j)),
+            Op::Mul => {
+                check_product_width(i.bits(), j.bits())?;
+                return Ok(Number::from_bigint_owned(i * j));
+            }
             Op::Quo => {}
         }
     }
@@ -195,7 +217,14 @@ pub(super) fn accumulate(op: Op, items: &[Number]) -> Result<Number, &'static st
     let integers: Option<alloc::vec::Vec<BigInt>> = decimals.iter().map(integer).collect();
     if let Some(integers) = integers {
         let exact = match op {
-            Op::Mul => integers.into_iter().fold(BigInt::one(), |acc, i| acc * i),
+            Op::Mul => {
+                let mut acc = BigInt::one();
+                for i in integers {
+                    check_product_width(acc.bits(), i.bits())?;
+                    acc *= i;
+                }
+                acc
+            }
             _ => integers.into_iter().fold(BigInt::zero(), |acc, i| acc + i),
         };
         return Ok(Number::from_bigint_owned(exact));
