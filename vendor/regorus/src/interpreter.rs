@@ -309,6 +309,12 @@ impl<'a> NegationPrerequisites<'a> {
     /// A call's argument, or an element of a literal in a lifted position:
     /// OPA lifts it whole if it is a call or a reference.
     fn operand(&mut self, term: &'a ExprRef) {
+        // A term with a wildcard (`input.arr[_]`) is not evaluated ahead of
+        // the negation: alone it is unsafe ("var _ is unsafe" on every
+        // request). It stays inside the negation, as before this patch.
+        if mentions_wildcard(term.span().text()) {
+            return;
+        }
         match term.as_ref() {
             Expr::Call { .. }
             | Expr::BoolExpr { .. }
@@ -334,6 +340,19 @@ impl<'a> NegationPrerequisites<'a> {
             _ => {}
         }
     }
+}
+
+/// Whether Rego source `text` uses the wildcard `_` (an `_` that is not
+/// part of a longer name). A `_` inside a string literal counts too, which
+/// only keeps a term inside its negation.
+fn mentions_wildcard(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let is_name = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'_'
+            && !is_name(i.checked_sub(1).and_then(|j| bytes.get(j)))
+            && !is_name(i.checked_add(1).and_then(|j| bytes.get(j)))
+    })
 }
 
 impl Interpreter {

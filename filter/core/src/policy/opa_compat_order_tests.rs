@@ -298,3 +298,17 @@ fn imports_opa_refuses_are_refused_at_load() {
         );
     }
 }
+
+#[test]
+fn a_wildcard_under_not_is_evaluated_not_an_error() {
+    // `not input.arr[_] == 1`: its wildcard term stays inside the negation
+    // (evaluated ahead of it, alone, it would be unsafe on every request).
+    // Both engines answer, and alike.
+    let rego = "package t\nx := \"x\" if { not input.arr[_] == 1 }\n";
+    let input = serde_json::json!({"arr": [1, 2]});
+    let answers: Vec<Value> = engines(rego)
+        .into_iter()
+        .map(|engine| eval_on(rego, "x", input.clone(), engine))
+        .collect();
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+}
