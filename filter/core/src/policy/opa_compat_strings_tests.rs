@@ -331,3 +331,21 @@ fn object_subset_of_an_empty_array_is_true_and_never_panics() {
         json!([true, true, true, true, false])
     );
 }
+
+#[test]
+fn glob_patterns_nested_too_deep_are_errors_not_stack_overflows() {
+    // A pattern can come from a request; the matcher recurses per nested
+    // `{`. 64 levels match as in OPA; deeper is an error (OPA has no bound).
+    let ok = format!("{}a{}", "{".repeat(64), "}".repeat(64));
+    assert_eq!(
+        eval_with("glob.match(input.p, [], \"a\")", json!({"p": ok})),
+        Ok(json!(true))
+    );
+    let deep = format!("{}a{}", "{".repeat(100_000), "}".repeat(100_000));
+    let r = eval_with("glob.match(input.p, [], \"a\")", json!({"p": deep}));
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.contains("nested deeper than 64")),
+        "{r:?}"
+    );
+}

@@ -201,6 +201,9 @@ impl GlobLexer {
     }
 }
 
+/// The deepest nesting of `{…}` groups a pattern may have.
+const MAX_GLOB_NESTING: usize = 64;
+
 /// gobwas/glob's parser (syntax/ast), including its error cases.
 fn parse_glob(pattern: &str) -> core::result::Result<Vec<GlobNode>, String> {
     let tokens = GlobLexer::lex(pattern)?;
@@ -215,6 +218,12 @@ fn parse_glob(pattern: &str) -> core::result::Result<Vec<GlobNode>, String> {
             GlobToken::Super => current.push(GlobNode::Super),
             GlobToken::Single => current.push(GlobNode::Single),
             GlobToken::TermsOpen => {
+                // Palisade: the matcher recurses once per nested `{`; a
+                // pattern from a request must not overflow the Wasm stack.
+                // OPA has no such bound; deeper is an error (a denial).
+                if groups.len() >= MAX_GLOB_NESTING {
+                    return Err(format!("`{{` nested deeper than {MAX_GLOB_NESTING}"));
+                }
                 groups.push((Vec::new(), core::mem::take(&mut current)));
             }
             GlobToken::Separator => {
