@@ -48,6 +48,48 @@ fn requests(who: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `n` calls that must each fail UNAVAILABLE (storage down or hung), with
+/// how long each took.
+async fn unavailable_calls(c: &mut Client, n: usize) -> Vec<(Duration, tonic::Status)> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let status = c
+            .call(request(DOMAIN, vec![small("alice")], 0))
+            .await
+            .expect_err("the storage is down");
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unavailable,
+            "{}",
+            status.message()
+        );
+        out.push((start.elapsed(), status));
+    }
+    out
+}
+
+/// Calls until one succeeds (at most 5 s: recovery must come without a
+/// restart), with the failures on the way.
+async fn until_ok(c: &mut Client) -> (palisade_rls::proto::RateLimitResponse, Vec<tonic::Status>) {
+    let start = Instant::now();
+    let mut failed = Vec::new();
+    loop {
+        match c.call(request(DOMAIN, vec![small("alice")], 0)).await {
+            Ok(r) => return (r, failed),
+            Err(s) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "no recovery: {}",
+                    s.message()
+                );
+                failed.push(s);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 fn d(
     entries: &[(&'static str, String)],
     hits: Option<u64>,
@@ -313,20 +355,8 @@ async fn redis_down_is_unavailable_within_the_timeout_then_recovers() {
 
     redis.kill();
     let mut worst = Duration::ZERO;
-    for _ in 0..10 {
-        let start = Instant::now();
-        let status = c
-            .call(request(DOMAIN, vec![small("alice")], 0))
-            .await
-            .expect_err("redis is down");
-        let took = start.elapsed();
+    for (took, status) in unavailable_calls(&mut c, 10).await {
         worst = worst.max(took);
-        assert_eq!(
-            status.code(),
-            tonic::Code::Unavailable,
-            "{}",
-            status.message()
-        );
         assert!(
             status.message().contains("rate limit storage"),
             "{}",
@@ -345,25 +375,14 @@ async fn redis_down_is_unavailable_within_the_timeout_then_recovers() {
 
     redis.restart();
     let start = Instant::now();
-    let mut failures = 0;
-    let r = loop {
-        match c.call(request(DOMAIN, vec![small("alice")], 0)).await {
-            Ok(r) => break r,
-            Err(s) => {
-                assert_eq!(s.code(), tonic::Code::Unavailable, "{}", s.message());
-                failures += 1;
-                assert!(
-                    start.elapsed() < Duration::from_secs(5),
-                    "no recovery: {}",
-                    s.message()
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
+    let (r, failed) = until_ok(&mut c).await;
+    for s in &failed {
+        assert_eq!(s.code(), tonic::Code::Unavailable, "{}", s.message());
+    }
     eprintln!(
-        "redis restarted: OK again after {:?} and {failures} UNAVAILABLE",
-        start.elapsed()
+        "redis restarted: OK again after {:?} and {} UNAVAILABLE",
+        start.elapsed(),
+        failed.len()
     );
     // The restarted Redis kept nothing (no persistence): a fresh counter.
     assert_eq!((overall(&r), r.statuses[0].limit_remaining), (Code::Ok, 2));
@@ -383,40 +402,15 @@ async fn redis_hung_is_unavailable_within_the_timeout_then_recovers() {
 
     redis.pause();
     let mut worst = Duration::ZERO;
-    for _ in 0..5 {
-        let start = Instant::now();
-        let status = c
-            .call(request(DOMAIN, vec![small("alice")], 0))
-            .await
-            .expect_err("redis is hung");
-        let took = start.elapsed();
+    for (took, _) in unavailable_calls(&mut c, 5).await {
         worst = worst.max(took);
-        assert_eq!(
-            status.code(),
-            tonic::Code::Unavailable,
-            "{}",
-            status.message()
-        );
         assert!(took >= TIMEOUT, "answered before the deadline: {took:?}");
     }
     eprintln!("redis hung: worst UNAVAILABLE latency {worst:?} (timeout {TIMEOUT:?})");
     assert!(worst < TIMEOUT + Duration::from_millis(200), "{worst:?}");
 
     redis.resume();
-    let start = Instant::now();
-    let r = loop {
-        match c.call(request(DOMAIN, vec![small("alice")], 0)).await {
-            Ok(r) => break r,
-            Err(s) => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(5),
-                    "no recovery: {}",
-                    s.message()
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
+    let (r, _) = until_ok(&mut c).await;
     // Same Redis, same counter: the first hit and this one.
     assert_eq!((overall(&r), r.statuses[0].limit_remaining), (Code::Ok, 1));
 }
