@@ -20,14 +20,7 @@ fn rule(mut j: Value) -> Rule {
 
 /// Every limit: requests, records (pages of 500), suspension.
 fn bulk() -> Rule {
-    rule(json!({
-        "name": "customer-bulk",
-        "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
-        "requests": {"limit": 60, "period_seconds": 60, "burst": 10},
-        "records": {"limit": 10000, "period_seconds": 300, "count": {"json_array": "/items"}},
-        "max_page_size": {"param": "limit", "max": 500},
-        "suspend_seconds": 900,
-    }))
+    rule(crate::ratelimit::global::bulk_rule_json())
 }
 
 fn requests_only() -> Rule {

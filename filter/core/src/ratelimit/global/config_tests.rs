@@ -22,15 +22,9 @@ fn with_rule(rule: Value) -> Value {
 }
 
 fn records_rule(global: Value) -> Value {
-    json!({
-        "name": "customer-bulk",
-        "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
-        "requests": {"limit": 60, "period_seconds": 60, "burst": 10},
-        "records": {"limit": 10000, "period_seconds": 300, "count": {"json_array": "/items"}},
-        "max_page_size": {"param": "limit", "max": 500},
-        "suspend_seconds": 900,
-        "global": global,
-    })
+    let mut rule = crate::ratelimit::global::bulk_rule_json();
+    rule["global"] = global;
+    rule
 }
 
 fn requests_rule(global: Value) -> Value {

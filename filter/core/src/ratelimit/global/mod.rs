@@ -140,3 +140,17 @@ pub use check::{checks, first_refusal, lease, Check, GlobalVerdict, Grant, Lease
 pub use config::{GlobalLimit, LimitShape, OnFailure, Service};
 pub use failure::RlsFailure;
 pub use pseudonym::IdentityKey;
+
+/// The test rules' shape: a bulk rule with every limit (requests, records
+/// in pages of 500, suspension), shared by the config and check tests.
+#[cfg(test)]
+pub(crate) fn bulk_rule_json() -> serde_json::Value {
+    serde_json::json!({
+        "name": "customer-bulk",
+        "match": {"path_prefix": "/api/v1/customers", "methods": ["GET"]},
+        "requests": {"limit": 60, "period_seconds": 60, "burst": 10},
+        "records": {"limit": 10000, "period_seconds": 300, "count": {"json_array": "/items"}},
+        "max_page_size": {"param": "limit", "max": 500},
+        "suspend_seconds": 900,
+    })
+}
