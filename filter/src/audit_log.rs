@@ -84,6 +84,7 @@ pub fn facts(
         records: None,
         truncated: false,
         latency_us: 0,
+        fleet_failures: Vec::new(),
     }
 }
 

@@ -33,6 +33,9 @@ pub enum Flow {
     Continue,
     /// Stop: a local reply was sent.
     Stop,
+    /// Hold the stream until a call answers; the filter resumes it then
+    /// ([`Host::resume_request`], [`Host::resume_response`]).
+    Wait,
 }
 
 /// Host services the filter uses.
@@ -76,6 +79,24 @@ pub trait Host {
     fn call_body(&self, size: usize) -> Option<Vec<u8>>;
     /// A header of the HTTP call being answered (e.g. `etag`).
     fn call_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Starts a unary gRPC call `service/method` through Envoy cluster
+    /// `cluster`, with `message` (serialized protobuf, Envoy frames it). Its
+    /// answer comes to the context that made it. Returns the call's token,
+    /// or `None` if the host refused to start it.
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Option<u32>;
+    /// The message of the gRPC call being answered (its first `size` bytes).
+    fn grpc_message(&self, size: usize) -> Option<Vec<u8>>;
+    /// Lets a request held by [`Flow::Wait`] go on.
+    fn resume_request(&self);
+    /// Lets a response held by [`Flow::Wait`] go on.
+    fn resume_response(&self);
     /// Adds `by` to the counter `name` (defined on first use).
     fn count(&self, name: &str, by: u64);
     /// Records `value` in the histogram `name` (defined on first use).

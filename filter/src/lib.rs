@@ -8,6 +8,7 @@
 //! - `wasm` (wasm32 only): the proxy-wasm contexts and the hostcall-backed host.
 
 pub mod audit_log;
+pub mod fleet;
 pub mod header_map;
 pub mod host;
 pub mod metrics;

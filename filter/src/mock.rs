@@ -37,6 +37,15 @@ pub struct MockHost {
     /// Counter totals and histogram samples, by metric name.
     pub counters: RefCell<BTreeMap<String, u64>>,
     pub histograms: RefCell<BTreeMap<String, Vec<u64>>>,
+    /// gRPC calls dispatched: cluster and message.
+    pub grpc_calls: RefCell<Vec<(String, Vec<u8>)>>,
+    /// The message of the gRPC call being answered.
+    pub grpc_answer: RefCell<Vec<u8>>,
+    /// Refuse to start gRPC calls.
+    pub fail_grpc: bool,
+    /// Times the request and the response were resumed.
+    pub resumed_requests: std::cell::Cell<u32>,
+    pub resumed_responses: std::cell::Cell<u32>,
     /// Simulate host failures.
     pub fail_headers: bool,
     pub fail_clock: bool,
@@ -120,6 +129,31 @@ impl Host for MockHost {
     fn call_status(&self) -> Option<u16> {
         self.call_status.get()
     }
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        _service: &str,
+        _method: &str,
+        message: &[u8],
+        _timeout: Duration,
+    ) -> Option<u32> {
+        if self.fail_grpc {
+            return None;
+        }
+        let mut calls = self.grpc_calls.borrow_mut();
+        calls.push((cluster.to_owned(), message.to_vec()));
+        u32::try_from(calls.len()).ok().map(|n| 1_000 + n)
+    }
+    fn grpc_message(&self, size: usize) -> Option<Vec<u8>> {
+        let answer = self.grpc_answer.borrow();
+        answer.get(..size.min(answer.len())).map(<[u8]>::to_vec)
+    }
+    fn resume_request(&self) {
+        self.resumed_requests.set(self.resumed_requests.get() + 1);
+    }
+    fn resume_response(&self) {
+        self.resumed_responses.set(self.resumed_responses.get() + 1);
+    }
     fn count(&self, name: &str, by: u64) {
         *self
             .counters
@@ -202,4 +236,23 @@ impl Host for MockHost {
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_owned()));
     }
+}
+
+/// An RS256 token of the test issuer (`envoy/test-keys`) for `sub`, valid
+/// for five minutes from `now`.
+pub fn token(sub: &str, now: Duration) -> String {
+    use palisade_core::algorithm::Alg;
+    use palisade_core::mint::SigningKey;
+    let key = SigningKey::from_pem(
+        Alg::RS256,
+        Some("test-rs256"),
+        include_bytes!("../../envoy/test-keys/rs256.key.pem"),
+    )
+    .unwrap();
+    let secs = now.as_secs();
+    key.mint(
+        &serde_json::json!({"iss": "https://idp.palisade.test", "aud": "customer-api",
+        "sub": sub, "iat": secs, "exp": secs + 300}),
+    )
+    .unwrap()
 }

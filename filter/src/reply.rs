@@ -162,6 +162,12 @@ pub fn records_refused(rule: &str, retry_after: Duration, decision_id: &str) -> 
     )
 }
 
+/// The reply for a refusal by a fleet-wide limit: the same as the local
+/// limit's it mirrors (see [`palisade_core::ratelimit::global::GlobalVerdict`]).
+pub fn for_fleet_limit(limited: &LimitDenial, decision_id: &str) -> LocalReply {
+    for_limit(limited, limited.reason(), decision_id)
+}
+
 /// The reply for a request that cannot be taken as sent: 400, the reason and
 /// a message the client can act on.
 pub fn bad_request(reason: &str, message: &str, decision_id: &str) -> LocalReply {

@@ -2,15 +2,17 @@
 //! apply the answer. No decision logic lives here.
 
 use crate::audit_log::{self, Trail};
+use crate::fleet::{self, Outbox, StreamFleet};
 use crate::host::{Flow, Host, LogLevel};
 use crate::metrics;
 use crate::reply;
 use palisade_core::audit::config::AuditConfig;
-use palisade_core::audit::record::Facts;
+use palisade_core::audit::record::{Facts, FleetFailure};
 use palisade_core::config::{Config, PolicySource};
 use palisade_core::gate::Decision;
 use palisade_core::policy::remote_bundle::{LiveBundle, Polled, MAX_FETCH_BYTES};
 use palisade_core::policy::Policy;
+use palisade_core::ratelimit::global::{self, GlobalVerdict};
 use palisade_core::ratelimit::limits::Limits;
 use palisade_core::ratelimit::meter::{BodyAction, HeaderAction, ResponseMeter};
 use palisade_core::ratelimit::store::SharedStore;
@@ -369,6 +371,10 @@ pub struct Stream {
     awaiting_body: Option<Request>,
     /// Bytes of the held request's body buffered so far.
     body_seen: usize,
+    /// Fleet-wide checks and charges of this request (rules with `global`).
+    fleet: Option<StreamFleet>,
+    /// The calls the root context makes for streams (this VM's).
+    outbox: Rc<Outbox>,
 }
 
 impl Stream {
@@ -385,7 +391,15 @@ impl Stream {
             spent: Vec::new(),
             awaiting_body: None,
             body_seen: 0,
+            fleet: None,
+            outbox: Rc::new(Outbox::default()),
         }
+    }
+
+    /// Hands calls that outlive the stream to `outbox` (the root context's).
+    pub fn with_outbox(mut self, outbox: Rc<Outbox>) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// Decides on the request and either lets it through (with the policy's
@@ -567,7 +581,7 @@ impl Stream {
                 set_identity(host, loaded, &evaluation);
                 mark_upstream_request(host, &id);
                 self.pending = Some(facts);
-                Flow::Continue
+                self.check_fleet(host, loaded, &request, &evaluation, false)
             }
             Decision::Allow(directives) => {
                 for name in &directives.request_headers_to_remove {
@@ -596,9 +610,153 @@ impl Stream {
                     }
                 }
                 self.pending = Some(facts);
-                Flow::Continue
+                self.check_fleet(host, loaded, &request, &evaluation, evaluation.enforced)
             }
         }
+    }
+
+    /// Starts the fleet-wide checks of a request going upstream: `Wait`
+    /// until they answer, unless none applies or all failed to start.
+    fn check_fleet(
+        &mut self,
+        host: &impl Host,
+        loaded: &Loaded,
+        request: &Request,
+        evaluation: &palisade_core::gate::Evaluation,
+        enforced: bool,
+    ) -> Flow {
+        let checks = global::checks(
+            &loaded.config.rate_limits,
+            request,
+            evaluation.token.as_deref(),
+        );
+        if checks.is_empty() {
+            return Flow::Continue;
+        }
+        let fleet = StreamFleet::start(host, checks, enforced);
+        let waiting = fleet.waiting();
+        self.fleet = Some(fleet);
+        if waiting {
+            Flow::Wait
+        } else {
+            self.fleet_decided(host)
+        }
+    }
+
+    /// A gRPC call of this stream answered (`status` 0 = OK, `size` bytes).
+    /// The last check's answer decides the held request; the last charge's
+    /// lets the held response end go.
+    pub fn on_grpc_response(&mut self, host: &impl Host, token: u32, status: u32, size: usize) {
+        let now = host.now().unwrap_or(self.started);
+        let Some(fleet) = self.fleet.as_mut() else {
+            return;
+        };
+        if fleet.check_answered(host, token, status, size, now) {
+            if !fleet.waiting() && self.fleet_decided(host) == Flow::Continue {
+                host.resume_request();
+            }
+            return;
+        }
+        let answered =
+            fleet.charge_answered(host, &self.outbox, &self.decision_id, token, status, size);
+        if answered == Some(false) {
+            host.resume_response();
+        }
+    }
+
+    /// Applies the fleet-wide verdicts, all in: a refusal answers the
+    /// request (in a dry run it is only recorded); leases cap the meters.
+    /// Every failed check is counted, logged and put on the record.
+    fn fleet_decided(&mut self, host: &impl Host) -> Flow {
+        let Some(fleet) = self.fleet.as_ref() else {
+            return Flow::Continue;
+        };
+        let mut failures = Vec::new();
+        for (check, verdict) in fleet.verdicts() {
+            let Some(failure) = verdict.failure_reason() else {
+                continue;
+            };
+            fleet::failed(host, "check", check.rule(), failure);
+            let outcome = match verdict {
+                GlobalVerdict::Deny { .. } => "refused",
+                _ => {
+                    host.count(&format!("palisade.rls_fallbacks.{failure}"), 1);
+                    "local_limits"
+                }
+            };
+            failures.push(FleetFailure {
+                rule: check.rule().to_owned(),
+                failure,
+                outcome,
+            });
+        }
+        fleet.suspend_overspent(host, &self.outbox, &self.decision_id);
+        let verdicts: Vec<GlobalVerdict> = fleet
+            .verdicts()
+            .into_iter()
+            .map(|(_, v)| v.clone())
+            .collect();
+        let enforced = fleet.enforced;
+        if let Some(facts) = self.pending.as_mut() {
+            facts.fleet_failures = failures;
+        }
+        if let Some(refusal) = global::first_refusal(&verdicts) {
+            let reason = refusal
+                .refusal_reason()
+                .unwrap_or(global::UNAVAILABLE_REASON);
+            host.count(&format!("palisade.fleet_refusals.{reason}"), 1);
+            if enforced {
+                return self.refuse_for_fleet(host, refusal, reason);
+            }
+            if let Some(facts) = self.pending.as_mut() {
+                // Dry run: recorded as the refusal it would have been.
+                facts.decision = "deny";
+                facts.reason = reason.to_owned();
+                facts.detail = Some(fleet_detail(refusal));
+            }
+            return Flow::Continue;
+        }
+        if enforced {
+            for grant in verdicts.iter().filter_map(GlobalVerdict::grant) {
+                if let Some(lease) = grant.lease {
+                    for meter in self.meters.iter_mut().filter(|m| m.rule == grant.rule) {
+                        meter.cap(lease);
+                    }
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Answers a request a fleet-wide limit refused, and records it: the
+    /// upstream never sees it, so nothing is charged for it.
+    fn refuse_for_fleet(
+        &mut self,
+        host: &impl Host,
+        refusal: &GlobalVerdict,
+        reason: &'static str,
+    ) -> Flow {
+        let reply = match refusal {
+            GlobalVerdict::Limited { denial, .. } => {
+                reply::for_fleet_limit(denial, &self.decision_id)
+            }
+            _ => reply::unavailable(reason, &self.decision_id),
+        };
+        self.fleet = None;
+        self.meters.clear();
+        self.response_headers.clear();
+        self.status = Some(reply.status);
+        if let Some(mut facts) = self.pending.take() {
+            facts.decision = "deny";
+            facts.reason = reason.to_owned();
+            facts.detail = Some(fleet_detail(refusal));
+            facts.http_status = Some(reply.status);
+            facts.latency_us = elapsed_us(host, self.started);
+            let now = host.now().unwrap_or(self.started);
+            self.record(host, facts, now);
+        }
+        host.send_local_reply(&reply);
+        Flow::Stop
     }
 
     /// Adds the response headers an allowing decision asked for, and starts
@@ -678,9 +836,11 @@ impl Stream {
     }
 
     /// Meters one response body chunk, cutting it where a budget ends.
-    pub fn on_response_body(&mut self, host: &impl Host, size: usize, end_of_stream: bool) {
+    /// At the end of the body, records charged fleet-wide are charged
+    /// before the end is let go (`Wait`).
+    pub fn on_response_body(&mut self, host: &impl Host, size: usize, end_of_stream: bool) -> Flow {
         if self.meters.is_empty() {
-            return;
+            return Flow::Continue;
         }
         // Without the clock, the configuration or the chunk, nothing can be
         // counted: nothing more passes.
@@ -691,7 +851,7 @@ impl Stream {
             for meter in &mut self.meters {
                 meter.stop();
             }
-            return;
+            return Flow::Continue;
         };
         let before = (self.meters.len() > 1).then(|| self.meters.clone());
         let mut keep = chunk.len();
@@ -728,14 +888,41 @@ impl Stream {
         }
         if end_of_stream {
             self.note_records();
+            let charging = self.charge_fleet(host);
             self.meters.clear();
+            if charging {
+                // The end waits until the records are counted fleet-wide.
+                return Flow::Wait;
+            }
         }
+        Flow::Continue
+    }
+
+    /// Charges the fleet with what the response delivered; true if
+    /// charges are out.
+    fn charge_fleet(&mut self, host: &impl Host) -> bool {
+        let meters = &self.meters;
+        let Some(fleet) = self.fleet.as_mut() else {
+            return false;
+        };
+        fleet.charge(
+            host,
+            &self.outbox,
+            &self.decision_id,
+            |rule| records_under(meters, rule),
+            |rule| meters.iter().any(|m| m.rule == rule && m.lease_spent()),
+        )
     }
 
     /// The stream is done (Envoy's `on_log`): writes the record of a request
     /// that went upstream, with the response's status, records and latency.
     pub fn on_log(&mut self, host: &impl Host) {
         self.note_records();
+        if let Some(fleet) = self.fleet.as_mut() {
+            // Ended without its last chunk: the root context charges it.
+            let meters = &self.meters;
+            fleet.hand_over(host, &self.outbox, |rule| records_under(meters, rule));
+        }
         let Some(mut facts) = self.pending.take() else {
             return;
         };
@@ -819,6 +1006,28 @@ impl Stream {
         self.record(host, facts, now);
         host.send_local_reply(&reply::unavailable(reason, &id));
         Flow::Stop
+    }
+}
+
+/// What the response delivered under `rule`, as its meter counted it.
+fn records_under(meters: &[ResponseMeter], rule: &str) -> u64 {
+    meters
+        .iter()
+        .filter(|m| m.rule == rule)
+        .map(ResponseMeter::records)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The record's detail for a fleet-wide refusal.
+fn fleet_detail(refusal: &GlobalVerdict) -> String {
+    match refusal {
+        GlobalVerdict::Limited { denial, .. } => format!("fleet-wide: {denial:?}"),
+        GlobalVerdict::Deny { rule, failure } => format!(
+            "fleet-wide limit under {rule}: the rate limit service failed ({}) and on_failure is deny",
+            failure.reason()
+        ),
+        _ => String::new(),
     }
 }
 

@@ -1,7 +1,5 @@
 use super::*;
 use crate::mock::MockHost;
-use palisade_core::algorithm::Alg;
-use palisade_core::mint::SigningKey;
 use serde_json::json;
 use std::time::Duration;
 
@@ -31,15 +29,7 @@ fn loaded(mode: &str) -> Rc<Loaded> {
 }
 
 fn token(sub: &str) -> String {
-    let key = SigningKey::from_pem(
-        Alg::RS256,
-        Some("test-rs256"),
-        include_bytes!("../../envoy/test-keys/rs256.key.pem"),
-    )
-    .unwrap();
-    let secs = NOW.as_secs();
-    key.mint(&json!({"iss": "https://idp.palisade.test", "aud": "customer-api", "sub": sub, "iat": secs, "exp": secs + 300}))
-        .unwrap()
+    crate::mock::token(sub, NOW)
 }
 
 fn writer() -> Rc<Trail> {
@@ -623,6 +613,7 @@ fn trailers_end_a_held_request_with_a_decision_never_a_pass() {
 /// A remote-bundle configuration and a signed bundle whose policy allows
 /// `/health` only.
 fn bundle_loaded() -> (Rc<Loaded>, Vec<u8>) {
+    use palisade_core::algorithm::Alg;
     use palisade_core::bundle::{build, Signer};
     let key = std::fs::read("../envoy/test-keys/rs256.key.pem").unwrap();
     let public = std::fs::read_to_string("../envoy/test-keys/rs256.pub.pem").unwrap();

@@ -114,6 +114,33 @@ impl Host for ProxyWasmHost {
             .ok()
     }
 
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Option<u32> {
+        hostcalls::dispatch_grpc_call(cluster, service, method, Vec::new(), Some(message), timeout)
+            .ok()
+    }
+
+    fn grpc_message(&self, size: usize) -> Option<Vec<u8>> {
+        match hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
+            Ok(bytes) => Some(bytes.unwrap_or_default()),
+            Err(_) => None,
+        }
+    }
+
+    fn resume_request(&self) {
+        let _ = hostcalls::resume_http_request();
+    }
+
+    fn resume_response(&self) {
+        let _ = hostcalls::resume_http_response();
+    }
+
     fn call_status(&self) -> Option<u16> {
         hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
             .ok()
@@ -247,6 +274,21 @@ impl Context for PalisadeRoot {
         }
         crate::audit_log::answered(&ProxyWasmHost, &trail(), token_id);
     }
+
+    /// A suspension or a late charge sent for a stream came back.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let host = ProxyWasmHost;
+        let now = host.now().unwrap_or_default();
+        if let Some(Some((suspension, decision_id))) =
+            outbox().answered(&host, token_id, status_code, response_size, now)
+        {
+            let audit = match &self.loaded {
+                Some(l) => l.config.audit.clone(),
+                None => AuditConfig::defaults(),
+            };
+            crate::audit_log::alert(&host, &trail(), &suspension, &decision_id, &audit, now);
+        }
+    }
 }
 
 thread_local! {
@@ -256,6 +298,17 @@ thread_local! {
 
 fn trail() -> Rc<Trail> {
     TRAIL.with(Rc::clone)
+}
+
+thread_local! {
+    /// This VM's fleet-wide calls that outlive their streams (suspensions,
+    /// charges of streams that ended early): sent and answered here, at the
+    /// root context. Kept across configuration reloads.
+    static OUTBOX: Rc<crate::fleet::Outbox> = Rc::new(crate::fleet::Outbox::default());
+}
+
+fn outbox() -> Rc<crate::fleet::Outbox> {
+    OUTBOX.with(Rc::clone)
 }
 
 impl RootContext for PalisadeRoot {
@@ -280,11 +333,7 @@ impl RootContext for PalisadeRoot {
                 return false;
             }
         };
-        let parsed = Config::from_json(&bytes).and_then(|config| match config.not_yet_enforced() {
-            Some(reason) => Err(palisade_core::config::ConfigError(reason)),
-            None => Ok(config),
-        });
-        match parsed {
+        match Config::from_json(&bytes) {
             Ok(config) => {
                 #[cfg(feature = "test-trap")]
                 host.log(
@@ -338,6 +387,7 @@ impl RootContext for PalisadeRoot {
     /// Sweeps idle rate-limit state and fetches the JWKS and the bundle
     /// when due (the period is set in `on_configure`).
     fn on_tick(&mut self) {
+        outbox().send(&ProxyWasmHost);
         if let Some(loaded) = &self.loaded {
             loaded.on_tick(&ProxyWasmHost);
             loaded.fetch_keys(&ProxyWasmHost);
@@ -348,7 +398,7 @@ impl RootContext for PalisadeRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(PalisadeHttp {
-            stream: Stream::new(self.loaded.clone(), trail()),
+            stream: Stream::new(self.loaded.clone(), trail()).with_outbox(outbox()),
         }))
     }
 
@@ -361,7 +411,14 @@ struct PalisadeHttp {
     stream: Stream,
 }
 
-impl Context for PalisadeHttp {}
+impl Context for PalisadeHttp {
+    /// A fleet-wide check or charge of this stream answered (or failed:
+    /// then `status` is its gRPC status and there is no message).
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.stream
+            .on_grpc_response(&ProxyWasmHost, token_id, status_code, response_size);
+    }
+}
 
 impl HttpContext for PalisadeHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -379,7 +436,7 @@ impl HttpContext for PalisadeHttp {
             .on_request_headers(&ProxyWasmHost, end_of_stream)
         {
             Flow::Continue => Action::Continue,
-            Flow::Stop => Action::Pause,
+            Flow::Stop | Flow::Wait => Action::Pause,
         }
     }
 
@@ -388,7 +445,7 @@ impl HttpContext for PalisadeHttp {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         match self.stream.on_request_trailers(&ProxyWasmHost) {
             Flow::Continue => Action::Continue,
-            Flow::Stop => Action::Pause,
+            Flow::Stop | Flow::Wait => Action::Pause,
         }
     }
 
@@ -400,21 +457,27 @@ impl HttpContext for PalisadeHttp {
             .on_request_body(&ProxyWasmHost, body_size, end_of_stream)
         {
             Flow::Continue => Action::Continue,
-            Flow::Stop => Action::Pause,
+            Flow::Stop | Flow::Wait => Action::Pause,
         }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         match self.stream.on_response_headers(&ProxyWasmHost) {
             Flow::Continue => Action::Continue,
-            Flow::Stop => Action::Pause,
+            Flow::Stop | Flow::Wait => Action::Pause,
         }
     }
 
+    /// `Pause` holds the end of a response until its records are charged
+    /// fleet-wide (Envoy buffers it; the filter resumes it).
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.stream
-            .on_response_body(&ProxyWasmHost, body_size, end_of_stream);
-        Action::Continue
+        match self
+            .stream
+            .on_response_body(&ProxyWasmHost, body_size, end_of_stream)
+        {
+            Flow::Continue => Action::Continue,
+            Flow::Stop | Flow::Wait => Action::Pause,
+        }
     }
 
     /// The stream is complete: its audit record is written now.

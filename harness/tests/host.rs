@@ -46,21 +46,6 @@ fn a_bad_configuration_is_rejected_with_the_reason() {
 }
 
 #[test]
-fn a_fleet_wide_budget_is_refused_until_this_build_enforces_it() {
-    // `rate_limits[i].global` parses, but the filter does not call a rate
-    // limit service yet: loaded, the budget would be per process only.
-    let mut config = support::demo_config();
-    config["rate_limits"][0]["global"] = serde_json::json!({
-        "cluster": "palisade_rls",
-        "identity_key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-    });
-    assert_refused(
-        &config,
-        "rate_limits[0].global: fleet-wide budgets are not enforced",
-    );
-}
-
-#[test]
 fn the_upstream_sees_the_filtered_request() {
     let mut vm = Vm::start(
         support::module(),

@@ -416,3 +416,51 @@ fn overlapping_budgets_charge_only_the_records_that_passed() {
         "charged for the 5 delivered, not 8: {usage}"
     );
 }
+
+#[test]
+fn a_fleet_wide_rule_without_its_service_fails_closed_and_names_why() {
+    // The harness has no rate limit service (it refuses gRPC calls as Envoy
+    // refuses one to a missing cluster): a fleet-wide records budget must
+    // then refuse, not serve records per process.
+    let keys = support::repo().join("envoy/test-keys");
+    let claims = tokens::claims(
+        NOW,
+        &json!({"sub": "data-export", "scope": "customers:export"}),
+    );
+    let token = tokens::key(&keys, "rs256").unwrap().mint(&claims).unwrap();
+    let mut c = support::demo_config();
+    c["rate_limits"][0]["global"] = json!({
+        "cluster": "palisade_rls",
+        "identity_key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    });
+    let clock = FakeClock::at(Duration::from_secs(NOW));
+    let mut vm = Vm::start(
+        support::module(),
+        c.to_string().as_bytes(),
+        clock,
+        SharedSpace::new(),
+    )
+    .unwrap();
+    let mut reached = false;
+    let x = vm.handle(&request(&token), &mut |_| {
+        reached = true;
+        UpstreamResponse::default()
+    });
+    assert_eq!(x.status, 503, "{}", String::from_utf8_lossy(&x.body));
+    assert_eq!(x.json()["reason"], "rate_limit_unavailable");
+    assert!(!reached, "the upstream must not be reached");
+    let record = x.decision().unwrap();
+    assert_eq!(record["reason"], "rate_limit_unavailable");
+    assert_eq!(
+        record["rate_limit_service_failures"],
+        json!([{"rule": "customer-bulk", "failure": "rls_dispatch_failed", "outcome": "refused"}])
+    );
+    // A route no fleet-wide rule covers is not affected.
+    let mut health = request(&token);
+    health.path = "/health".into();
+    assert_eq!(
+        vm.handle(&health, &mut |_| UpstreamResponse::default())
+            .status,
+        200
+    );
+}

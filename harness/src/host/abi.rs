@@ -13,6 +13,7 @@ pub const OK: u32 = 0;
 pub const NOT_FOUND: u32 = 1;
 pub const BAD_ARGUMENT: u32 = 2;
 pub const SERIALIZATION_FAILURE: u32 = 3;
+pub const PARSE_FAILURE: u32 = 4;
 pub const CAS_MISMATCH: u32 = 8;
 
 type C<'a> = Caller<'a, HostState>;
@@ -398,6 +399,32 @@ pub fn link(linker: &mut Linker<HostState>) -> Result<()> {
             });
             write_u32(&mut c, ret_token, token)?;
             Ok(OK)
+        },
+    )?;
+
+    // The harness has no gRPC clusters (no rate limit service): a gRPC call
+    // is refused with the status Envoy gives a call to a cluster it does not
+    // have (ParseFailure; the Rust SDK turns BadArgument into a panic), so a
+    // fleet-wide limit fails as its `on_failure` says. Counted, for tests.
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_call",
+        |mut c: C,
+         _sp: u32,
+         _sl: u32,
+         _np: u32,
+         _nl: u32,
+         _mp: u32,
+         _ml: u32,
+         _ip: u32,
+         _il: u32,
+         _rp: u32,
+         _rl: u32,
+         _timeout_ms: u32,
+         _ret_token: u32|
+         -> Result<u32> {
+            c.data_mut().grpc_calls_refused += 1;
+            Ok(PARSE_FAILURE)
         },
     )?;
     Ok(())

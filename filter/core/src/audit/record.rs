@@ -62,6 +62,20 @@ pub struct Facts {
     pub records: Option<u64>,
     pub truncated: bool,
     pub latency_us: u64,
+    /// Fleet-wide checks whose rate limit service gave no usable answer.
+    pub fleet_failures: Vec<FleetFailure>,
+}
+
+/// A fleet-wide check the rate limit service did not answer usably, and
+/// what was decided instead: every such fallback is on the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetFailure {
+    pub rule: String,
+    /// Why (`rls_timeout`, ...: [`crate::ratelimit::global::RlsFailure::reason`]).
+    pub failure: &'static str,
+    /// `refused` (503 `rate_limit_unavailable`) or `local_limits` (the
+    /// local limits alone decided).
+    pub outcome: &'static str,
 }
 
 impl Facts {
@@ -150,6 +164,14 @@ impl Facts {
             let detail = super::mask::without_jwts(detail).unwrap_or_else(|| detail.clone());
             obj.insert("detail".into(), detail.into());
         }
+        if !self.fleet_failures.is_empty() {
+            let failures: Vec<Value> = self
+                .fleet_failures
+                .iter()
+                .map(|f| json!({"rule": f.rule, "failure": f.failure, "outcome": f.outcome}))
+                .collect();
+            obj.insert("rate_limit_service_failures".into(), failures.into());
+        }
         if !masked.erased.is_empty() {
             obj.insert("erased".into(), masked.erased.into());
         }
@@ -171,7 +193,11 @@ impl Facts {
         // The sample key mixes in the time: a client that picks its request
         // id (`x-request-id`) cannot pick one that is never recorded.
         let key = format!("{}|{}", self.decision_id, self.timestamp);
-        self.decision == "deny" || !self.enforced || personal || config.sampled(&key)
+        self.decision == "deny"
+            || !self.enforced
+            || personal
+            || !self.fleet_failures.is_empty()
+            || config.sampled(&key)
     }
 }
 
@@ -289,6 +315,24 @@ mod tests {
         assert_eq!(
             (r["personal_data"].as_bool(), r["category"].as_str()),
             (Some(true), Some("employee_pii"))
+        );
+    }
+
+    #[test]
+    fn a_fleet_fallback_is_always_recorded_and_named() {
+        let config = config();
+        let mut f = facts("/health", "allow");
+        assert!(!f.must_record(&config), "sampled out without it");
+        f.fleet_failures.push(FleetFailure {
+            rule: "customer-bulk".into(),
+            failure: "rls_timeout",
+            outcome: "local_limits",
+        });
+        assert!(f.must_record(&config));
+        let r = f.to_record(&config);
+        assert_eq!(
+            r["rate_limit_service_failures"],
+            json!([{"rule": "customer-bulk", "failure": "rls_timeout", "outcome": "local_limits"}])
         );
     }
 }

@@ -109,17 +109,6 @@ fn err(path: impl fmt::Display, msg: impl fmt::Display) -> ConfigError {
 }
 
 impl Config {
-    /// The first setting this build parses but does not enforce yet, as a
-    /// reason naming its field: the filter refuses such a config rather
-    /// than load it weaker than it reads. Today: `rate_limits[i].global`
-    /// (fleet-wide budgets; the core half exists, the glue does not).
-    pub fn not_yet_enforced(&self) -> Option<String> {
-        let i = self.rate_limits.iter().position(|r| r.global.is_some())?;
-        Some(format!(
-            "rate_limits[{i}].global: fleet-wide budgets are not enforced by this build yet; remove `global` to use the per-process limits"
-        ))
-    }
-
     /// Parses, validates and compiles the JSON plugin configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);

@@ -7,6 +7,7 @@
 //! share the budget exactly; the client never receives a record past it, not
 //! even part of one.
 
+use super::global::Lease;
 use super::rule::{CountSpec, RecordBudget};
 use super::store::SharedStore;
 use super::table::Table;
@@ -48,6 +49,11 @@ pub struct ResponseMeter {
     exhausted: bool,
     /// False for responses that are not metered (non-2xx).
     active: bool,
+    /// A fleet-wide lease (`global`): no more records than this pass,
+    /// whatever the local budget allows.
+    lease: Option<Lease>,
+    /// The body was cut at a lease that was the rest of the fleet's budget.
+    lease_spent: bool,
 }
 
 impl ResponseMeter {
@@ -74,7 +80,38 @@ impl ResponseMeter {
             cut: uncountable,
             exhausted: false,
             active: true,
+            lease: None,
+            lease_spent: false,
         }
+    }
+
+    /// Caps what this response may deliver at a fleet-wide lease (see
+    /// [`super::global::Lease`]), on top of the local budget.
+    pub fn cap(&mut self, lease: Lease) {
+        self.lease = Some(match self.lease {
+            Some(held) if held.records <= lease.records => held,
+            _ => lease,
+        });
+    }
+
+    /// True if the body was cut at a lease that was all the fleet had
+    /// left: the fleet-wide budget is spent, and the identity is suspended
+    /// fleet-wide, as [`ResponseMeter::budget_exhausted`] suspends it locally.
+    pub fn lease_spent(&self) -> bool {
+        self.lease_spent
+    }
+
+    /// Of `want` records, how many the lease still admits (all of them
+    /// without a lease); notes a lease that ran out.
+    fn within_lease(&mut self, want: u64) -> u64 {
+        let Some(lease) = self.lease else {
+            return want;
+        };
+        let room = lease.records.saturating_sub(self.counted);
+        if want > room {
+            self.lease_spent |= lease.budget_bound;
+        }
+        want.min(room)
     }
 
     /// True if this response spent the identity's budget (and so may suspend it).
@@ -123,6 +160,10 @@ impl ResponseMeter {
                 };
                 // All or nothing: a refused response delivers no records, so
                 // it is charged none; asking past the budget still suspends.
+                if self.within_lease(n) < n {
+                    self.cut = true;
+                    return HeaderAction::Refuse;
+                }
                 match self.try_reserve_all(store, n, now) {
                     Some(true) => {
                         self.counted = n;
@@ -180,7 +221,7 @@ impl ResponseMeter {
         } else {
             probe.records().max(1)
         };
-        let wanted = due.saturating_sub(self.counted);
+        let wanted = self.within_lease(due.saturating_sub(self.counted));
         let granted = if wanted == 0 {
             0
         } else {

@@ -220,3 +220,78 @@ fn a_list_spends_its_first_unit_on_its_first_element() {
     assert_eq!(empty.records(), 1, "an empty page still costs one");
     assert_eq!(table().read(&store, "sub=x").records.current(300, T0), 4);
 }
+
+#[test]
+fn a_fleet_lease_cuts_the_body_before_the_local_budget_does() {
+    for (lease, spent) in [
+        (Lease::new(3, None), true),       // the fleet's last 3 records
+        (Lease::new(900, Some(3)), false), // a page of 3, more left fleet-wide
+    ] {
+        for chunk in [1, 5, 1000] {
+            let store = MemoryStore::default();
+            let b = budget(100, CountSpec::JsonArray("/items".into()));
+            let mut m = meter("bulk", "sub=x", &b);
+            m.cap(lease);
+            let got = stream(&mut m, &store, &page(0, 8), chunk);
+            assert_eq!(got.matches("\"id\"").count(), 3, "chunk {chunk}: {got}");
+            assert_eq!((m.records(), m.truncated()), (3, true));
+            assert_eq!(m.lease_spent(), spent, "{lease:?}");
+            // Locally only what passed was charged, and the local budget is not spent.
+            assert!(!m.budget_exhausted());
+            assert_eq!(table().read(&store, "sub=x").records.current(300, T0), 3);
+        }
+    }
+}
+
+#[test]
+fn a_page_within_its_lease_passes_whole_and_spends_nothing() {
+    let store = MemoryStore::default();
+    let b = budget(100, CountSpec::JsonArray("/items".into()));
+    let mut m = meter("bulk", "sub=x", &b);
+    m.cap(Lease::new(8, None));
+    let body = page(0, 8);
+    assert_eq!(stream(&mut m, &store, &body, 4), body);
+    assert_eq!(
+        (m.records(), m.truncated(), m.lease_spent()),
+        (8, false, false)
+    );
+}
+
+#[test]
+fn the_smaller_of_two_leases_holds() {
+    let b = budget(100, CountSpec::JsonArray("/items".into()));
+    let mut m = meter("bulk", "sub=x", &b);
+    m.cap(Lease::new(2, None));
+    m.cap(Lease::new(50, Some(5)));
+    let got = stream(&mut m, &MemoryStore::default(), &page(0, 8), 1000);
+    assert_eq!(got.matches("\"id\"").count(), 2);
+    assert!(m.lease_spent());
+}
+
+#[test]
+fn a_reported_count_over_the_lease_is_refused_whole() {
+    let store = MemoryStore::default();
+    let b = budget(100, CountSpec::Header("x-record-count".into()));
+    let mut m = meter("bulk", "sub=x", &b);
+    m.cap(Lease::new(10, None));
+    let headers = |n: &'static str| {
+        move |name: &str| match name {
+            ":status" => Some("200".to_owned()),
+            "x-record-count" => Some(n.to_owned()),
+            _ => None,
+        }
+    };
+    assert_eq!(
+        m.on_headers(headers("11"), &store, at(T0)),
+        HeaderAction::Refuse
+    );
+    assert!(m.lease_spent());
+    assert_eq!(table().read(&store, "sub=x").records.current(300, T0), 0);
+    let mut m = meter("bulk", "sub=x", &b);
+    m.cap(Lease::new(10, None));
+    assert_eq!(
+        m.on_headers(headers("10"), &store, at(T0)),
+        HeaderAction::Continue
+    );
+    assert_eq!((m.records(), m.lease_spent()), (10, false));
+}

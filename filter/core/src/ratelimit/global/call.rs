@@ -25,6 +25,29 @@ pub struct RlsCall {
     pub timeout: Duration,
 }
 
+impl RlsCall {
+    /// The call's target as Envoy's `dispatch_grpc_call` takes it: a
+    /// serialized `envoy.config.core.v3.GrpcService` whose `envoy_grpc`
+    /// names the cluster. (Envoy also takes a bare cluster name, but only
+    /// if those bytes do not happen to parse as a `GrpcService`: a name
+    /// must never be read as something else.) ASCII for the cluster names
+    /// the configuration takes (at most [`super::config::MAX_CLUSTER_LEN`]
+    /// ASCII characters): the host call takes it as a string.
+    pub fn grpc_service(&self) -> Vec<u8> {
+        use palisade_rls_proto::prost::encoding::{encode_key, encode_varint, WireType};
+        // EnvoyGrpc { cluster_name = 1 } inside GrpcService { envoy_grpc = 1 }.
+        let mut envoy_grpc = Vec::with_capacity(self.cluster.len() + 3);
+        encode_key(1, WireType::LengthDelimited, &mut envoy_grpc);
+        encode_varint(self.cluster.len() as u64, &mut envoy_grpc);
+        envoy_grpc.extend_from_slice(self.cluster.as_bytes());
+        let mut service = Vec::with_capacity(envoy_grpc.len() + 3);
+        encode_key(1, WireType::LengthDelimited, &mut service);
+        encode_varint(envoy_grpc.len() as u64, &mut service);
+        service.extend_from_slice(&envoy_grpc);
+        service
+    }
+}
+
 /// What a descriptor counts; its `kind` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

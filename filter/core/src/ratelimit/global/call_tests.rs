@@ -234,3 +234,21 @@ fn odd_durations_and_units_are_ignored_not_trusted() {
     };
     assert_eq!(one(missing).reset, None);
 }
+
+#[test]
+fn the_target_is_a_grpc_service_naming_the_cluster() {
+    let service = |cluster: &str| RlsCall {
+        cluster: cluster.to_owned(),
+        service: palisade_rls_proto::SERVICE_NAME,
+        method: palisade_rls_proto::METHOD_NAME,
+        message: Vec::new(),
+        timeout: Duration::from_millis(20),
+    };
+    // GrpcService{envoy_grpc: EnvoyGrpc{cluster_name: "rls"}}, as protoc encodes it.
+    assert_eq!(service("rls").grpc_service(), b"\x0a\x05\x0a\x03rls");
+    // Lengths past 127 take two varint bytes.
+    let long = "c".repeat(200);
+    let bytes = service(&long).grpc_service();
+    assert_eq!(&bytes[..6], b"\x0a\xcb\x01\x0a\xc8\x01");
+    assert_eq!(&bytes[6..], long.as_bytes());
+}

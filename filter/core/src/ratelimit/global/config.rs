@@ -4,6 +4,9 @@ use super::pseudonym::IdentityKey;
 use crate::config::raw::RawGlobal;
 use std::time::Duration;
 
+/// The longest cluster name taken: the call's target then encodes as
+/// ASCII (see [`super::RlsCall::grpc_service`]).
+pub const MAX_CLUSTER_LEN: usize = 120;
 /// The service's domain when the configuration names none.
 pub const DEFAULT_DOMAIN: &str = "palisade";
 /// Default wait for the service's answer: Envoy's own rate limit filter's
@@ -67,6 +70,11 @@ impl GlobalLimit {
         if raw.cluster.trim().is_empty() || raw.cluster.chars().any(char::is_control) {
             return Err(format!(
                 "{path}.cluster: must name the Envoy cluster of the rate limit service"
+            ));
+        }
+        if raw.cluster.len() > MAX_CLUSTER_LEN || !raw.cluster.is_ascii() {
+            return Err(format!(
+                "{path}.cluster: at most {MAX_CLUSTER_LEN} ASCII characters (Envoy's cluster names are)"
             ));
         }
         let domain = raw.domain.as_deref().unwrap_or(DEFAULT_DOMAIN);

@@ -182,14 +182,14 @@ fn the_key_never_shows() {
 }
 
 #[test]
-fn a_config_with_global_is_named_as_not_yet_enforced() {
-    // The filter refuses it (wasm.rs on_configure) until the glue exists:
-    // loaded, it would be weaker than it reads.
-    let with = load(&with_rule(records_rule(
-        json!({"cluster": "palisade_rls", "identity_key": KEY}),
-    )));
-    let reason = with.not_yet_enforced().unwrap();
-    assert!(reason.starts_with("rate_limits[1].global: "), "{reason}");
-    let without = load(&with_rule(requests_rule(json!(null))));
-    assert_eq!(without.not_yet_enforced(), None);
+fn a_cluster_name_past_what_envoy_names_is_refused() {
+    let mut rule = super::super::bulk_rule_json();
+    rule["global"] = serde_json::json!({"cluster": "c".repeat(121),
+        "identity_key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="});
+    let raw = serde_json::from_value(rule).unwrap();
+    let err = crate::ratelimit::rule::Rule::compile(&raw, "rate_limits[0]").unwrap_err();
+    assert!(
+        err.contains("rate_limits[0].global.cluster: at most 120"),
+        "{err}"
+    );
 }

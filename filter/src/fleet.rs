@@ -1,0 +1,328 @@
+//! Fleet-wide limits in the glue: the calls to the rate limit service one
+//! stream makes, and the ones the root context makes for streams that are
+//! gone. What to send and how to read the answers is
+//! [`palisade_core::ratelimit::global`]; this module only moves the bytes
+//! and remembers which call is which.
+//!
+//! When each call is made:
+//!
+//! 1. **Request:** once the local limits and the policy allowed a request,
+//!    one check per rule with `global` that covers it; the request is held
+//!    until all are answered (or time out: at most the configured
+//!    `timeout_ms`).
+//! 2. **Response end:** the records the response delivered are charged
+//!    before its last chunk is let go, so a caller that reads one page after
+//!    another has each page counted fleet-wide before it can ask for the
+//!    next (in the terms of [`palisade_core::ratelimit::global::bound`],
+//!    sequential requests are never in flight together).
+//! 3. **Later, from the root context** (on its next tick, within
+//!    [`crate::stream::TICK_PERIOD`]): a suspension, and the charge of a
+//!    stream that ended without its last chunk (a client that hung up, a
+//!    response with trailers). A stream's own calls are cancelled by Envoy
+//!    when the stream goes, so these cannot be the stream's.
+
+use crate::host::{Host, LogLevel};
+use palisade_core::ratelimit::global::{
+    ChargeOutcome, Check, GlobalVerdict, RlsCall, SuspendOutcome,
+};
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// Starts `call` through the host; its token, or `None` if refused.
+pub fn dispatch(host: &impl Host, call: &RlsCall) -> Option<u32> {
+    let target = String::from_utf8_lossy(&call.grpc_service()).into_owned();
+    host.dispatch_grpc(
+        &target,
+        call.service,
+        call.method,
+        &call.message,
+        call.timeout,
+    )
+}
+
+/// Counts a call that gave no usable answer, by reason, and logs it.
+pub fn failed(host: &impl Host, what: &str, rule: &str, reason: &str) {
+    host.count(&format!("palisade.rls_failures.{reason}"), 1);
+    host.log(
+        LogLevel::Warn,
+        &format!("palisade: rate limit service: {what} under {rule} failed: {reason}"),
+    );
+}
+
+/// A call the root context makes on behalf of a stream.
+#[derive(Debug, Clone)]
+pub enum Deferred {
+    /// Charge these records (a stream that ended without its last chunk);
+    /// enforced (not a dry run): an overspent budget then suspends.
+    Charge(Check, u64, bool),
+    /// Suspend the identity fleet-wide; the decision that spent the budget.
+    Suspend(Check, String),
+}
+
+/// The calls the root context makes for streams: queued by streams, sent
+/// on the root's tick, answered to the root. One per VM, kept across
+/// configuration reloads (a queued call still counts what went out).
+#[derive(Default)]
+pub struct Outbox {
+    queued: RefCell<Vec<Deferred>>,
+    out: RefCell<Vec<(u32, Deferred)>>,
+}
+
+/// Calls queued beyond this are dropped (and counted): a VM whose service
+/// never answers must not grow without bound.
+pub const MAX_QUEUED: usize = 4_096;
+
+impl Outbox {
+    /// Queues `call` for the root's next tick.
+    pub fn push(&self, host: &impl Host, call: Deferred) {
+        let Ok(mut queued) = self.queued.try_borrow_mut() else {
+            return;
+        };
+        if queued.len() >= MAX_QUEUED {
+            host.count("palisade.rls_failures.rls_queue_full", 1);
+            return;
+        }
+        queued.push(call);
+    }
+
+    /// Sends what is queued (from the root context).
+    pub fn send(&self, host: &impl Host) {
+        let queued = match self.queued.try_borrow_mut() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            Err(_) => return,
+        };
+        for deferred in queued {
+            let (check, call, what) = match &deferred {
+                Deferred::Charge(check, n, _) => (check, check.charge_records(*n), "charge"),
+                Deferred::Suspend(check, _) => (check, check.suspend(), "suspension"),
+            };
+            let Some(call) = call else { continue };
+            match dispatch(host, &call) {
+                Some(token) => {
+                    if let Ok(mut out) = self.out.try_borrow_mut() {
+                        out.push((token, deferred));
+                    }
+                }
+                None => failed(host, what, check.rule(), "rls_dispatch_failed"),
+            }
+        }
+    }
+
+    /// Takes the answer to one of its calls; `None` if `token` is not one.
+    /// A charge found over budget queues the suspension (sent at once);
+    /// a suspension made is returned, for the alert.
+    pub fn answered(
+        &self,
+        host: &impl Host,
+        token: u32,
+        status: u32,
+        size: usize,
+        now: Duration,
+    ) -> Option<Option<(palisade_core::ratelimit::limits::Suspension, String)>> {
+        let deferred = {
+            let mut out = self.out.try_borrow_mut().ok()?;
+            let at = out.iter().position(|(t, _)| *t == token)?;
+            out.swap_remove(at).1
+        };
+        let body = host.grpc_message(size).unwrap_or_default();
+        match deferred {
+            Deferred::Charge(check, _, enforced) => {
+                match check.on_charge_response(status, &body) {
+                    ChargeOutcome::Charged { .. } => {}
+                    ChargeOutcome::OverBudget { suspend } => {
+                        if suspend && enforced {
+                            self.push(host, Deferred::Suspend(check, String::new()));
+                            self.send(host);
+                        }
+                    }
+                    ChargeOutcome::Failed(f) => failed(host, "charge", check.rule(), f.reason()),
+                }
+                Some(None)
+            }
+            Deferred::Suspend(check, decision_id) => {
+                match check.on_suspend_response(status, &body, now) {
+                    SuspendOutcome::Suspended(s) => Some(Some((s, decision_id))),
+                    SuspendOutcome::Failed(f) => {
+                        failed(host, "suspension", check.rule(), f.reason());
+                        Some(None)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One stream's fleet-wide checks and charges.
+pub struct StreamFleet {
+    checks: Vec<Check>,
+    verdicts: Vec<Option<GlobalVerdict>>,
+    /// Checks out: (token, index into `checks`).
+    awaiting: Vec<(u32, usize)>,
+    /// Charges out at the response's end.
+    charging: Vec<(u32, usize)>,
+    /// The verdicts are enforced (not a dry run): refusals refuse, leases
+    /// cut, spent budgets suspend.
+    pub enforced: bool,
+    /// The response's records were charged (or handed to the root).
+    charged: bool,
+}
+
+impl StreamFleet {
+    /// Starts one check per entry of `checks`; a check the host will not
+    /// start is decided at once ([`Check::on_dispatch_failure`]).
+    pub fn start(host: &impl Host, checks: Vec<Check>, enforced: bool) -> StreamFleet {
+        let mut verdicts = Vec::with_capacity(checks.len());
+        let mut awaiting = Vec::with_capacity(checks.len());
+        for (i, check) in checks.iter().enumerate() {
+            match dispatch(host, &check.request_check()) {
+                Some(token) => {
+                    awaiting.push((token, i));
+                    verdicts.push(None);
+                }
+                None => verdicts.push(Some(check.on_dispatch_failure())),
+            }
+        }
+        StreamFleet {
+            checks,
+            verdicts,
+            awaiting,
+            charging: Vec::new(),
+            enforced,
+            charged: false,
+        }
+    }
+
+    /// True while a call of this stream is unanswered.
+    pub fn waiting(&self) -> bool {
+        !self.awaiting.is_empty() || !self.charging.is_empty()
+    }
+
+    /// Takes a check's answer; false if `token` is not one of them.
+    pub fn check_answered(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        status: u32,
+        size: usize,
+        now: Duration,
+    ) -> bool {
+        let Some(at) = self.awaiting.iter().position(|(t, _)| *t == token) else {
+            return false;
+        };
+        let (_, i) = self.awaiting.swap_remove(at);
+        let body = host.grpc_message(size).unwrap_or_default();
+        if let (Some(check), Some(slot)) = (self.checks.get(i), self.verdicts.get_mut(i)) {
+            *slot = Some(check.on_check_response(status, &body, now));
+        }
+        true
+    }
+
+    /// The checks and their verdicts, once all are answered.
+    pub fn verdicts(&self) -> Vec<(&Check, &GlobalVerdict)> {
+        self.checks
+            .iter()
+            .zip(&self.verdicts)
+            .filter_map(|(c, v)| Some((c, v.as_ref()?)))
+            .collect()
+    }
+
+    /// Queues the suspensions the verdicts call for (a budget found
+    /// overspent at the request).
+    pub fn suspend_overspent(&self, host: &impl Host, outbox: &Outbox, decision_id: &str) {
+        if !self.enforced {
+            return;
+        }
+        for (check, verdict) in self.verdicts() {
+            if let GlobalVerdict::Limited { suspend: true, .. } = verdict {
+                outbox.push(
+                    host,
+                    Deferred::Suspend(check.clone(), decision_id.to_owned()),
+                );
+            }
+        }
+    }
+
+    /// The response is complete: charges what it delivered under each
+    /// rule (`records(rule)`) and queues a suspension where it was cut at
+    /// a lease that was the rest of the budget (`lease_spent(rule)`).
+    /// True if charges are out (hold the response's end until answered).
+    pub fn charge(
+        &mut self,
+        host: &impl Host,
+        outbox: &Outbox,
+        decision_id: &str,
+        records: impl Fn(&str) -> u64,
+        lease_spent: impl Fn(&str) -> bool,
+    ) -> bool {
+        if self.charged {
+            return false;
+        }
+        self.charged = true;
+        for (i, check) in self.checks.iter().enumerate() {
+            if self.enforced && lease_spent(check.rule()) {
+                outbox.push(
+                    host,
+                    Deferred::Suspend(check.clone(), decision_id.to_owned()),
+                );
+            }
+            let Some(call) = check.charge_records(records(check.rule())) else {
+                continue;
+            };
+            match dispatch(host, &call) {
+                Some(token) => self.charging.push((token, i)),
+                None => failed(host, "charge", check.rule(), "rls_dispatch_failed"),
+            }
+        }
+        !self.charging.is_empty()
+    }
+
+    /// Takes a charge's answer; `None` if `token` is not one of them, else
+    /// whether charges are still out.
+    pub fn charge_answered(
+        &mut self,
+        host: &impl Host,
+        outbox: &Outbox,
+        decision_id: &str,
+        token: u32,
+        status: u32,
+        size: usize,
+    ) -> Option<bool> {
+        let at = self.charging.iter().position(|(t, _)| *t == token)?;
+        let (_, i) = self.charging.swap_remove(at);
+        let body = host.grpc_message(size).unwrap_or_default();
+        if let Some(check) = self.checks.get(i) {
+            match check.on_charge_response(status, &body) {
+                ChargeOutcome::Charged { .. } => {}
+                ChargeOutcome::OverBudget { suspend } => {
+                    if suspend && self.enforced {
+                        outbox.push(
+                            host,
+                            Deferred::Suspend(check.clone(), decision_id.to_owned()),
+                        );
+                    }
+                }
+                ChargeOutcome::Failed(f) => failed(host, "charge", check.rule(), f.reason()),
+            }
+        }
+        Some(!self.charging.is_empty())
+    }
+
+    /// The stream ends before its charges were made (no last chunk: the
+    /// client hung up, or trailers ended it): the root charges for it.
+    pub fn hand_over(&mut self, host: &impl Host, outbox: &Outbox, records: impl Fn(&str) -> u64) {
+        if self.charged {
+            return;
+        }
+        self.charged = true;
+        for check in &self.checks {
+            let n = records(check.rule());
+            if check.charge_records(n).is_some() {
+                outbox.push(host, Deferred::Charge(check.clone(), n, self.enforced));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "fleet_tests.rs"]
+mod tests;
