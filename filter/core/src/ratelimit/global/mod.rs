@@ -40,7 +40,9 @@
 //! [`Lease`]: the response body is cut after that many records.
 //!
 //! After a metered response, a second call charges the records it
-//! delivered ([`Check::charge_records`], `hits_addend` = records); if that
+//! delivered ([`Check::charge_records`], `hits_addend` = records; the glue
+//! holds the response's last chunk until it is answered, so a caller's
+//! sequential requests are never in flight together); if that
 //! answer is OVER_LIMIT, or the body was cut at a lease that was the rest
 //! of the budget, a third suspends the identity ([`Check::suspend`]:
 //! `suspension`, `hits_addend` 1).
