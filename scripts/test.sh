@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy on the host and on
 # wasm32-wasip1, the .wasm build, validation of the shipped Envoy configs by
-# Envoy itself, the native and real-Envoy test suites, the rate limit
-# service in rls/ against a real redis-server, the demo, and a short
+# Envoy itself, the rate limit service in rls/ (built before the tests:
+# the fleet-wide real-Envoy tests run it), the native and real-Envoy test
+# suites, rls/'s own tests against a real redis-server, the demo, and a short
 # fuzz run of the core (fuzz/run.sh), and the side-by-side benchmark in its
 # one-second smoke mode.
 set -euo pipefail
@@ -33,12 +34,19 @@ cargo build -p palisade-filter --target wasm32-wasip1 --profile test-trap --feat
 step "Envoy validates the shipped sidecar config"
 "$ENVOY_BIN" --mode validate -c envoy/sidecar.yaml -l error
 
+step "Envoy validates the shipped fleet config (envoy/fleet.yaml: a sidecar with a fleet-wide budget)"
+"$ENVOY_BIN" --mode validate -c envoy/fleet.yaml -l error
+
 step "Envoy validates the shipped mTLS config (with fresh test certificates)"
 envoy/mtls-certs.sh target/mtls-certs
 "$ENVOY_BIN" --mode validate -c envoy/mtls.yaml -l error
 
 step "palisade test policies/ (Rego unit tests of the reference policy)"
 cargo run -q -p palisade-harness --locked -- test --coverage policies/
+
+step "build the rate limit service (rls/, its own workspace; the fleet-wide tests run this binary)"
+cargo build --release --manifest-path rls/Cargo.toml --locked
+ls -l rls/target/release/palisade-rls
 
 step "tests (unit, cases, harness, real Envoy)"
 LOG=$(mktemp)
@@ -48,7 +56,8 @@ cargo test --workspace --locked 2>&1 | tee "$LOG"
 step "rls/ (the rate limit service, its own workspace): fmt, clippy, tests against a real redis-server"
 cargo fmt --manifest-path rls/Cargo.toml -- --check
 cargo clippy --manifest-path rls/Cargo.toml --all-targets --locked -- -D warnings
-cargo test --manifest-path rls/Cargo.toml --locked 2>&1 | tee -a "$LOG"
+# --release: reuses the build above rather than compiling it all again in debug.
+cargo test --release --manifest-path rls/Cargo.toml --locked 2>&1 | tee -a "$LOG"
 
 step "demo (real Envoy, shipped config)"
 scripts/demo.sh

@@ -85,6 +85,7 @@ pub fn facts(
         truncated: false,
         latency_us: 0,
         fleet_failures: Vec::new(),
+        fleet_pseudonyms: Vec::new(),
     }
 }
 

@@ -40,6 +40,22 @@ pub fn dispatch(host: &impl Host, call: &RlsCall) -> Option<u32> {
     )
 }
 
+/// The status a failed call is read with: one that took its whole
+/// `timeout` is a timeout (4, `rls_timeout`), however Envoy ended it. Envoy
+/// ends a call that ran out of time as UNAVAILABLE (14: its own timeout is
+/// an HTTP 504) or CANCELLED (1: the service gave up at the `grpc-timeout`
+/// Envoy sent), which would otherwise hide slowness among outages. "Whole"
+/// is nine tenths of it: Envoy's timers and the clock it gives the filter
+/// differ by a few milliseconds (a 200 ms timeout was seen ending at 197 ms
+/// of the filter's clock), while a refused connection fails within one.
+pub fn seen_status(status: u32, sent: Duration, now: Duration, timeout: Duration) -> u32 {
+    if status != 0 && now.saturating_sub(sent) >= timeout.mul_f64(0.9) {
+        4
+    } else {
+        status
+    }
+}
+
 /// Counts a call that gave no usable answer, by reason, and logs it.
 pub fn failed(host: &impl Host, what: &str, rule: &str, reason: &str) {
     host.count(&format!("palisade.rls_failures.{reason}"), 1);
@@ -65,7 +81,8 @@ pub enum Deferred {
 #[derive(Default)]
 pub struct Outbox {
     queued: RefCell<Vec<Deferred>>,
-    out: RefCell<Vec<(u32, Deferred)>>,
+    /// Calls out: token, the call, when it was sent.
+    out: RefCell<Vec<(u32, Deferred, Duration)>>,
 }
 
 /// Calls queued beyond this are dropped (and counted): a VM whose service
@@ -87,6 +104,7 @@ impl Outbox {
 
     /// Sends what is queued (from the root context).
     pub fn send(&self, host: &impl Host) {
+        let now = host.now().unwrap_or_default();
         let queued = match self.queued.try_borrow_mut() {
             Ok(mut q) => std::mem::take(&mut *q),
             Err(_) => return,
@@ -100,7 +118,7 @@ impl Outbox {
             match dispatch(host, &call) {
                 Some(token) => {
                     if let Ok(mut out) = self.out.try_borrow_mut() {
-                        out.push((token, deferred));
+                        out.push((token, deferred, now));
                     }
                 }
                 None => failed(host, what, check.rule(), "rls_dispatch_failed"),
@@ -119,12 +137,17 @@ impl Outbox {
         size: usize,
         now: Duration,
     ) -> Option<Option<(palisade_core::ratelimit::limits::Suspension, String)>> {
-        let deferred = {
+        let (deferred, sent) = {
             let mut out = self.out.try_borrow_mut().ok()?;
-            let at = out.iter().position(|(t, _)| *t == token)?;
-            out.swap_remove(at).1
+            let at = out.iter().position(|(t, _, _)| *t == token)?;
+            let (_, deferred, sent) = out.swap_remove(at);
+            (deferred, sent)
         };
         let body = host.grpc_message(size).unwrap_or_default();
+        let check = match &deferred {
+            Deferred::Charge(check, ..) | Deferred::Suspend(check, _) => check,
+        };
+        let status = seen_status(status, sent, now, check.timeout());
         match deferred {
             Deferred::Charge(check, _, enforced) => {
                 match check.on_charge_response(status, &body) {
@@ -160,6 +183,8 @@ pub struct StreamFleet {
     awaiting: Vec<(u32, usize)>,
     /// Charges out at the response's end.
     charging: Vec<(u32, usize)>,
+    /// When the checks, then the charges, were sent.
+    sent: Duration,
     /// The verdicts are enforced (not a dry run): refusals refuse, leases
     /// cut, spent budgets suspend.
     pub enforced: bool,
@@ -171,6 +196,7 @@ impl StreamFleet {
     /// Starts one check per entry of `checks`; a check the host will not
     /// start is decided at once ([`Check::on_dispatch_failure`]).
     pub fn start(host: &impl Host, checks: Vec<Check>, enforced: bool) -> StreamFleet {
+        let sent = host.now().unwrap_or_default();
         let mut verdicts = Vec::with_capacity(checks.len());
         let mut awaiting = Vec::with_capacity(checks.len());
         for (i, check) in checks.iter().enumerate() {
@@ -187,6 +213,7 @@ impl StreamFleet {
             verdicts,
             awaiting,
             charging: Vec::new(),
+            sent,
             enforced,
             charged: false,
         }
@@ -212,6 +239,7 @@ impl StreamFleet {
         let (_, i) = self.awaiting.swap_remove(at);
         let body = host.grpc_message(size).unwrap_or_default();
         if let (Some(check), Some(slot)) = (self.checks.get(i), self.verdicts.get_mut(i)) {
+            let status = seen_status(status, self.sent, now, check.timeout());
             *slot = Some(check.on_check_response(status, &body, now));
         }
         true
@@ -258,6 +286,7 @@ impl StreamFleet {
             return false;
         }
         self.charged = true;
+        self.sent = host.now().unwrap_or_default();
         for (i, check) in self.checks.iter().enumerate() {
             if self.enforced && lease_spent(check.rule()) {
                 outbox.push(
@@ -290,7 +319,9 @@ impl StreamFleet {
         let at = self.charging.iter().position(|(t, _)| *t == token)?;
         let (_, i) = self.charging.swap_remove(at);
         let body = host.grpc_message(size).unwrap_or_default();
+        let now = host.now().unwrap_or_default();
         if let Some(check) = self.checks.get(i) {
+            let status = seen_status(status, self.sent, now, check.timeout());
             match check.on_charge_response(status, &body) {
                 ChargeOutcome::Charged { .. } => {}
                 ChargeOutcome::OverBudget { suspend } => {

@@ -204,6 +204,17 @@ fn a_spent_fleet_budget_refuses_before_the_upstream() {
         host.counters.borrow()["palisade.fleet_refusals.records_exhausted"],
         1
     );
+    // The record joins the refusal to the service's counters: the caller's
+    // pseudonym under the rule, next to the subject.
+    assert_eq!(record["subject"], "exporter");
+    let pseudonym = record["fleet_pseudonyms"]["customer-bulk"]
+        .as_str()
+        .unwrap();
+    assert_eq!(pseudonym.len(), 32);
+    assert_eq!(
+        pseudonym,
+        last_request(&host).descriptors[0].entries[2].value
+    );
 }
 
 #[test]
@@ -337,4 +348,27 @@ fn routes_no_fleet_rule_covers_make_no_call() {
     );
     assert_eq!(stream.on_request_headers(&host, true), Flow::Continue);
     assert!(host.grpc_calls.borrow().is_empty());
+}
+
+#[test]
+fn a_failed_call_that_took_its_whole_timeout_is_a_timeout() {
+    use crate::fleet::seen_status;
+    let (sent, timeout) = (NOW, Duration::from_millis(20));
+    // Envoy's own timeout (UNAVAILABLE) and the service giving up (CANCELLED).
+    for status in [14, 1, 4] {
+        assert_eq!(seen_status(status, sent, sent + timeout, timeout), 4);
+    }
+    // Envoy's timer and the filter's clock differ by a few milliseconds.
+    let early = Duration::from_millis(197);
+    assert_eq!(
+        seen_status(14, sent, sent + early, Duration::from_millis(200)),
+        4
+    );
+    // A refused connection fails at once: not a timeout.
+    assert_eq!(
+        seen_status(14, sent, sent + Duration::from_millis(2), timeout),
+        14
+    );
+    // An answer is an answer, however late.
+    assert_eq!(seen_status(0, sent, sent + timeout * 3, timeout), 0);
 }

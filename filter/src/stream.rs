@@ -699,6 +699,11 @@ impl Stream {
         let enforced = fleet.enforced;
         if let Some(facts) = self.pending.as_mut() {
             facts.fleet_failures = failures;
+            facts.fleet_pseudonyms = fleet
+                .verdicts()
+                .into_iter()
+                .map(|(c, _)| (c.rule().to_owned(), c.pseudonym().to_owned()))
+                .collect();
         }
         if let Some(refusal) = global::first_refusal(&verdicts) {
             let reason = refusal
@@ -1021,13 +1026,30 @@ fn records_under(meters: &[ResponseMeter], rule: &str) -> u64 {
 
 /// The record's detail for a fleet-wide refusal.
 fn fleet_detail(refusal: &GlobalVerdict) -> String {
+    use palisade_core::ratelimit::limits::LimitDenial;
+    let secs = |d: &Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
     match refusal {
-        GlobalVerdict::Limited { denial, .. } => format!("fleet-wide: {denial:?}"),
+        GlobalVerdict::Limited { denial, .. } => match denial {
+            LimitDenial::Suspended { rule, until } => {
+                format!("suspended fleet-wide under {rule} until {until} (Unix time)")
+            }
+            LimitDenial::RateLimited {
+                rule, retry_after, ..
+            } => format!(
+                "over the fleet-wide request rate under {rule}; retry after {} s",
+                secs(retry_after)
+            ),
+            LimitDenial::RecordsExhausted { rule, retry_after } => format!(
+                "the fleet-wide record budget under {rule} is spent; retry after {} s",
+                secs(retry_after)
+            ),
+            other => format!("fleet-wide: {other:?}"),
+        },
         GlobalVerdict::Deny { rule, failure } => format!(
             "fleet-wide limit under {rule}: the rate limit service failed ({}) and on_failure is deny",
             failure.reason()
         ),
-        _ => String::new(),
+        GlobalVerdict::Allowed(_) | GlobalVerdict::FallBackToLocal { .. } => String::new(),
     }
 }
 

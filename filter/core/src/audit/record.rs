@@ -64,6 +64,9 @@ pub struct Facts {
     pub latency_us: u64,
     /// Fleet-wide checks whose rate limit service gave no usable answer.
     pub fleet_failures: Vec<FleetFailure>,
+    /// Per rule checked fleet-wide, the pseudonym the service knows the
+    /// caller by (its Redis keys hold it): joins a refusal to the counters.
+    pub fleet_pseudonyms: Vec<(String, String)>,
 }
 
 /// A fleet-wide check the rate limit service did not answer usably, and
@@ -163,6 +166,14 @@ impl Facts {
             // Error text may quote request values (a token passed to a builtin).
             let detail = super::mask::without_jwts(detail).unwrap_or_else(|| detail.clone());
             obj.insert("detail".into(), detail.into());
+        }
+        if !self.fleet_pseudonyms.is_empty() {
+            let by_rule: Map<String, Value> = self
+                .fleet_pseudonyms
+                .iter()
+                .map(|(rule, p)| (rule.clone(), Value::from(p.as_str())))
+                .collect();
+            obj.insert("fleet_pseudonyms".into(), by_rule.into());
         }
         if !self.fleet_failures.is_empty() {
             let failures: Vec<Value> = self

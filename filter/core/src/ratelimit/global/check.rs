@@ -97,6 +97,11 @@ impl Check {
         &self.pseudonym
     }
 
+    /// How long any call of this check may take (`timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        self.service.timeout
+    }
+
     /// The request-phase call: one round trip for all of the rule's
     /// descriptors. `requests` charges 1; `records` and `suspension` charge
     /// 0 (checks: is the budget spent, how much is left; is the identity

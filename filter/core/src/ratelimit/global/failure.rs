@@ -10,8 +10,10 @@ pub enum RlsFailure {
     /// The host refused to start the call (`dispatch_grpc_call` failed:
     /// say, the cluster does not exist).
     Dispatch,
-    /// The call ended with this gRPC status (not 0). A timeout arrives as 4
-    /// (`DEADLINE_EXCEEDED`), an unreachable service as 14 (`UNAVAILABLE`).
+    /// The call ended with this gRPC status (not 0): 4 (`DEADLINE_EXCEEDED`)
+    /// for a timeout, 14 (`UNAVAILABLE`) for an unreachable service. Envoy
+    /// itself ends a timed-out call as 14 or 1; the glue reads a failed
+    /// call that lasted its whole timeout as 4 (`filter/src/fleet.rs`).
     Status(u32),
     /// Status 0, but the body is not a `RateLimitResponse`.
     Unparsable,

@@ -19,7 +19,8 @@
 //! Without the key, Redis holds unlinkable random-looking names; with it
 //! (an operator answering "why is alice suspended?") the pseudonym is
 //! recomputed with [`IdentityKey::pseudonym`], and the audit record of
-//! every refused request names both. Changing the key starts every
+//! every request checked fleet-wide names both (`subject` or `peer`, and
+//! `fleet_pseudonyms` by rule). Changing the key starts every
 //! fleet-wide counter afresh, like renaming the rule.
 
 use base64::engine::general_purpose::STANDARD;
