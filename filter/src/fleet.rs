@@ -18,8 +18,15 @@
 //! 3. **Later, from the root context** (on its next tick, within
 //!    [`crate::stream::TICK_PERIOD`]): a suspension, and the charge of a
 //!    stream that ended without its last chunk (a client that hung up, a
-//!    response with trailers). A stream's own calls are cancelled by Envoy
-//!    when the stream goes, so these cannot be the stream's.
+//!    response with trailers). Envoy keeps a stream's calls going after
+//!    the stream is gone (they belong to its root context), but the SDK
+//!    drops their answers then, and these answers matter: a charge found
+//!    over budget suspends, a suspension made raises an alert.
+//!
+//! One case loses an answer: a client that hangs up while its response's
+//! end is held for the charge. The charge is still counted by the service;
+//! if it overspent the budget, the suspension that answer would have
+//! triggered is not sent (the spent budget still refuses everything).
 
 use crate::host::{Host, LogLevel};
 use palisade_core::ratelimit::global::{
@@ -75,6 +82,15 @@ pub enum Deferred {
     Suspend(Check, String),
 }
 
+impl Deferred {
+    /// The check the call is made for.
+    pub fn check(&self) -> &Check {
+        match self {
+            Deferred::Charge(check, ..) | Deferred::Suspend(check, _) => check,
+        }
+    }
+}
+
 /// The calls the root context makes for streams: queued by streams, sent
 /// on the root's tick, answered to the root. One per VM, kept across
 /// configuration reloads (a queued call still counts what went out).
@@ -84,6 +100,9 @@ pub struct Outbox {
     /// Calls out: token, the call, when it was sent.
     out: RefCell<Vec<(u32, Deferred, Duration)>>,
 }
+
+/// How long past its timeout a call's answer is waited for.
+const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// Calls queued beyond this are dropped (and counted): a VM whose service
 /// never answers must not grow without bound.
@@ -105,6 +124,13 @@ impl Outbox {
     /// Sends what is queued (from the root context).
     pub fn send(&self, host: &impl Host) {
         let now = host.now().unwrap_or_default();
+        if let Ok(mut out) = self.out.try_borrow_mut() {
+            // Envoy ends every call by its timeout; one still listed long
+            // after is an answer that will not come (the host lost it).
+            out.retain(|(_, d, sent)| {
+                now.saturating_sub(*sent) < d.check().timeout() + STALE_AFTER
+            });
+        }
         let queued = match self.queued.try_borrow_mut() {
             Ok(mut q) => std::mem::take(&mut *q),
             Err(_) => return,
@@ -144,10 +170,7 @@ impl Outbox {
             (deferred, sent)
         };
         let body = host.grpc_message(size).unwrap_or_default();
-        let check = match &deferred {
-            Deferred::Charge(check, ..) | Deferred::Suspend(check, _) => check,
-        };
-        let status = seen_status(status, sent, now, check.timeout());
+        let status = seen_status(status, sent, now, deferred.check().timeout());
         match deferred {
             Deferred::Charge(check, _, enforced) => {
                 match check.on_charge_response(status, &body) {
@@ -217,6 +240,11 @@ impl StreamFleet {
             enforced,
             charged: false,
         }
+    }
+
+    /// True while a request-phase check is unanswered (the request is held).
+    pub fn checking(&self) -> bool {
+        !self.awaiting.is_empty()
     }
 
     /// True while a call of this stream is unanswered.
@@ -340,12 +368,25 @@ impl StreamFleet {
 
     /// The stream ends before its charges were made (no last chunk: the
     /// client hung up, or trailers ended it): the root charges for it.
-    pub fn hand_over(&mut self, host: &impl Host, outbox: &Outbox, records: impl Fn(&str) -> u64) {
+    pub fn hand_over(
+        &mut self,
+        host: &impl Host,
+        outbox: &Outbox,
+        decision_id: &str,
+        records: impl Fn(&str) -> u64,
+        lease_spent: impl Fn(&str) -> bool,
+    ) {
         if self.charged {
             return;
         }
         self.charged = true;
         for check in &self.checks {
+            if self.enforced && lease_spent(check.rule()) {
+                outbox.push(
+                    host,
+                    Deferred::Suspend(check.clone(), decision_id.to_owned()),
+                );
+            }
             let n = records(check.rule());
             if check.charge_records(n).is_some() {
                 outbox.push(host, Deferred::Charge(check.clone(), n, self.enforced));

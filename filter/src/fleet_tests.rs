@@ -21,7 +21,13 @@ const JWKS: &str = include_str!("../../envoy/test-keys/jwks.json");
 /// A bulk rule counted fleet-wide (records in pages of at most 100, and a
 /// suspension), the local budget large, a policy that allows all.
 fn loaded(on_failure: &str) -> Rc<Loaded> {
+    loaded_in(on_failure, "enforce")
+}
+
+/// As [`loaded`], in `mode` (`enforce` or `dry_run`).
+fn loaded_in(on_failure: &str, mode: &str) -> Rc<Loaded> {
     let config = json!({
+        "mode": mode,
         "providers": [{
             "name": "test", "issuer": "https://idp.palisade.test", "audiences": ["customer-api"],
             "algorithms": ["RS256"], "jwks": serde_json::from_str::<serde_json::Value>(JWKS).unwrap(),
@@ -43,6 +49,15 @@ fn loaded(on_failure: &str) -> Rc<Loaded> {
         Config::from_json(config.to_string().as_bytes()).unwrap(),
         Rc::new(MemoryStore::default()),
     ))
+}
+
+/// A stream under `loaded`, handing its deferred calls to `outbox`.
+fn stream_in(loaded: Rc<Loaded>, outbox: &Rc<Outbox>) -> Stream {
+    Stream::new(
+        Some(loaded),
+        Rc::new(Trail::new(Rc::new(MemoryStore::default()))),
+    )
+    .with_outbox(outbox.clone())
 }
 
 fn bulk_get(sub: &str) -> MockHost {
@@ -113,11 +128,7 @@ fn respond(stream: &mut Stream, host: &MockHost, body: Vec<u8>) -> (String, Flow
 fn a_request_waits_for_the_fleet_and_its_body_is_cut_at_the_lease() {
     let host = bulk_get("exporter");
     let outbox = Rc::new(Outbox::default());
-    let mut stream = Stream::new(
-        Some(loaded("deny")),
-        Rc::new(Trail::new(Rc::new(MemoryStore::default()))),
-    )
-    .with_outbox(outbox.clone());
+    let mut stream = stream_in(loaded("deny"), &outbox);
     // Held until the service answers: nothing reaches the upstream yet.
     assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
     let check = last_request(&host);
@@ -166,6 +177,10 @@ fn a_request_waits_for_the_fleet_and_its_body_is_cut_at_the_lease() {
     assert_eq!(suspend.descriptors[0].entries[1].value, "suspension");
     assert_eq!(suspend.descriptors[0].hits_addend, Some(1));
     stream.on_log(&host);
+    // Charged once: the stream's end hands nothing more to the root.
+    let calls = host.grpc_calls.borrow().len();
+    outbox.send(&host);
+    assert_eq!(host.grpc_calls.borrow().len(), calls);
     let record = &host.decision_lines()[0];
     assert_eq!(
         (record["records"].as_u64(), record["truncated"].as_bool()),
@@ -176,16 +191,22 @@ fn a_request_waits_for_the_fleet_and_its_body_is_cut_at_the_lease() {
 #[test]
 fn a_spent_fleet_budget_refuses_before_the_upstream() {
     let host = bulk_get("exporter");
-    let mut stream = Stream::new(
-        Some(loaded("deny")),
-        Rc::new(Trail::new(Rc::new(MemoryStore::default()))),
-    );
+    let outbox = Rc::new(Outbox::default());
+    let mut stream = stream_in(loaded("deny"), &outbox);
     assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
     reply(
         &mut stream,
         &host,
         0,
         answer(vec![status(true, 0), status(false, 0)]),
+    );
+    // Overspent (OVER_LIMIT, not merely 0 left): the root suspends fleet-wide.
+    let calls = host.grpc_calls.borrow().len();
+    outbox.send(&host);
+    assert_eq!(host.grpc_calls.borrow().len(), calls + 1);
+    assert_eq!(
+        last_request(&host).descriptors[0].entries[1].value,
+        "suspension"
     );
     assert_eq!(
         host.resumed_requests.get(),
@@ -220,10 +241,7 @@ fn a_spent_fleet_budget_refuses_before_the_upstream() {
 #[test]
 fn a_service_that_times_out_closes_the_bulk_route_and_says_why() {
     let host = bulk_get("exporter");
-    let mut stream = Stream::new(
-        Some(loaded("deny")),
-        Rc::new(Trail::new(Rc::new(MemoryStore::default()))),
-    );
+    let mut stream = stream_in(loaded("deny"), &Rc::default());
     assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
     reply(&mut stream, &host, 4, Vec::new()); // DEADLINE_EXCEEDED
     assert_eq!(host.resumed_requests.get(), 0);
@@ -248,10 +266,7 @@ fn a_service_that_times_out_closes_the_bulk_route_and_says_why() {
 #[test]
 fn with_on_failure_local_the_local_limits_decide_and_the_fallback_is_on_record() {
     let host = bulk_get("exporter");
-    let mut stream = Stream::new(
-        Some(loaded("local")),
-        Rc::new(Trail::new(Rc::new(MemoryStore::default()))),
-    );
+    let mut stream = stream_in(loaded("local"), &Rc::default());
     assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
     reply(&mut stream, &host, 14, Vec::new()); // UNAVAILABLE
     assert_eq!(host.resumed_requests.get(), 1);
@@ -284,11 +299,7 @@ fn with_on_failure_local_the_local_limits_decide_and_the_fallback_is_on_record()
 fn a_client_that_hangs_up_is_still_charged_by_the_root() {
     let host = bulk_get("exporter");
     let outbox = Rc::new(Outbox::default());
-    let mut stream = Stream::new(
-        Some(loaded("deny")),
-        Rc::new(Trail::new(Rc::new(MemoryStore::default()))),
-    )
-    .with_outbox(outbox.clone());
+    let mut stream = stream_in(loaded("deny"), &outbox);
     assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
     reply(
         &mut stream,
@@ -312,7 +323,7 @@ fn a_client_that_hangs_up_is_still_charged_by_the_root() {
     assert_eq!(
         host.grpc_calls.borrow().len(),
         calls,
-        "a stream's calls die with it"
+        "the root context charges it, not the stream"
     );
     outbox.send(&host);
     let charge = last_request(&host);
@@ -326,10 +337,7 @@ fn a_host_that_will_not_start_the_call_fails_closed_at_once() {
         fail_grpc: true,
         ..bulk_get("exporter")
     };
-    let mut stream = Stream::new(
-        Some(loaded("deny")),
-        Rc::new(Trail::new(Rc::new(MemoryStore::default()))),
-    );
+    let mut stream = stream_in(loaded("deny"), &Rc::default());
     assert_eq!(stream.on_request_headers(&host, true), Flow::Stop);
     assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(503));
     assert_eq!(
@@ -342,10 +350,7 @@ fn a_host_that_will_not_start_the_call_fails_closed_at_once() {
 fn routes_no_fleet_rule_covers_make_no_call() {
     let auth = format!("Bearer {}", crate::mock::token("exporter", NOW));
     let host = MockHost::get("/health", &[("authorization", &auth)], NOW);
-    let mut stream = Stream::new(
-        Some(loaded("deny")),
-        Rc::new(Trail::new(Rc::new(MemoryStore::default()))),
-    );
+    let mut stream = stream_in(loaded("deny"), &Rc::default());
     assert_eq!(stream.on_request_headers(&host, true), Flow::Continue);
     assert!(host.grpc_calls.borrow().is_empty());
 }
@@ -371,4 +376,131 @@ fn a_failed_call_that_took_its_whole_timeout_is_a_timeout() {
     );
     // An answer is an answer, however late.
     assert_eq!(seen_status(0, sent, sent + timeout * 3, timeout), 0);
+}
+
+#[test]
+fn nothing_of_a_held_request_goes_on_before_the_fleet_answers() {
+    let host = bulk_get("exporter");
+    let mut stream = stream_in(loaded("deny"), &Rc::default());
+    // Headers with a body to come: held, and so are the body and trailers
+    // (a `Continue` from either would send the request upstream undecided).
+    assert_eq!(stream.on_request_headers(&host, false), Flow::Wait);
+    assert_eq!(stream.on_request_body(&host, 10, false), Flow::Wait);
+    assert_eq!(stream.on_request_trailers(&host), Flow::Wait);
+    reply(&mut stream, &host, 14, Vec::new());
+    assert_eq!(host.resumed_requests.get(), 0);
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(503));
+}
+
+#[test]
+fn a_client_that_hangs_up_after_the_last_lease_is_still_suspended() {
+    let host = bulk_get("exporter");
+    let outbox = Rc::new(Outbox::default());
+    let mut stream = stream_in(loaded("deny"), &outbox);
+    assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
+    reply(
+        &mut stream,
+        &host,
+        0,
+        answer(vec![status(false, 3), status(false, 0)]),
+    );
+    host.add_response_header(":status", "200");
+    stream.on_response_headers(&host);
+    // The lease (the fleet's last 3 records) runs out in this chunk; the
+    // stream then ends without its last chunk.
+    let body = page(10);
+    *host.response_chunk.borrow_mut() = body.clone();
+    assert_eq!(
+        stream.on_response_body(&host, body.len(), false),
+        Flow::Continue
+    );
+    stream.on_log(&host);
+    let before = host.grpc_calls.borrow().len();
+    outbox.send(&host);
+    let sent: Vec<RateLimitRequest> = host.grpc_calls.borrow()[before..]
+        .iter()
+        .map(|(_, m)| RateLimitRequest::decode(m.as_slice()).unwrap())
+        .collect();
+    let kinds: Vec<(&str, Option<u64>)> = sent
+        .iter()
+        .map(|r| {
+            (
+                r.descriptors[0].entries[1].value.as_str(),
+                r.descriptors[0].hits_addend,
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("suspension", Some(1)), ("records", Some(3))]);
+}
+
+#[test]
+fn the_root_suspends_when_a_late_charge_overspends_and_reports_the_suspension() {
+    let host = bulk_get("exporter");
+    let outbox = Rc::new(Outbox::default());
+    let check = palisade_core::ratelimit::global::checks(
+        &loaded("deny").config.rate_limits,
+        &palisade_core::request::Request {
+            headers: palisade_core::request::Headers::from_pairs(vec![
+                (b":method".to_vec(), b"GET".to_vec()),
+                (b":path".to_vec(), b"/api/v1/customers".to_vec()),
+            ]),
+            source_address: Some("10.0.0.9:4000".into()),
+            ..Default::default()
+        },
+        None,
+    )
+    .remove(0);
+    outbox.push(&host, crate::fleet::Deferred::Charge(check, 40, true));
+    outbox.send(&host);
+    let token = 1_000 + u32::try_from(host.grpc_calls.borrow().len()).unwrap();
+    *host.grpc_answer.borrow_mut() = answer(vec![status(true, 0)]);
+    let size = host.grpc_answer.borrow().len();
+    // Over budget: nothing to report yet, but the suspension goes out at once.
+    assert_eq!(
+        outbox
+            .answered(&host, token, 0, size, NOW)
+            .map(|s| s.is_some()),
+        Some(false)
+    );
+    assert_eq!(
+        last_request(&host).descriptors[0].entries[1].value,
+        "suspension"
+    );
+    let token = token + 1;
+    *host.grpc_answer.borrow_mut() = answer(vec![status(true, 0)]);
+    let (suspension, _) = outbox
+        .answered(&host, token, 0, size, NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(suspension.rule, "customer-bulk");
+    assert_eq!(suspension.until, NOW.as_secs() + 900);
+    // Not one of its calls: not its answer.
+    assert!(outbox.answered(&host, token + 7, 0, size, NOW).is_none());
+}
+
+#[test]
+fn in_dry_run_a_fleet_refusal_is_recorded_and_the_request_goes_on() {
+    let host = bulk_get("exporter");
+    let mut stream = stream_in(loaded_in("deny", "dry_run"), &Rc::default());
+    assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
+    reply(
+        &mut stream,
+        &host,
+        0,
+        answer(vec![status(true, 0), status(false, 0)]),
+    );
+    assert_eq!(host.resumed_requests.get(), 1);
+    assert!(host.reply.borrow().is_none());
+    // Dry run meters nothing: the whole page passes, uncut and uncharged.
+    let calls = host.grpc_calls.borrow().len();
+    let (got, flow) = respond(&mut stream, &host, page(10));
+    assert_eq!((got.matches("\"id\"").count(), flow), (10, Flow::Continue));
+    stream.on_log(&host);
+    assert_eq!(host.grpc_calls.borrow().len(), calls);
+    let record = &host.decision_lines()[0];
+    assert_eq!(
+        (record["decision"].as_str(), record["reason"].as_str()),
+        (Some("deny"), Some("records_exhausted"))
+    );
+    assert_eq!(record["dry_run"], true);
 }

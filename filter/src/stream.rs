@@ -452,6 +452,10 @@ impl Stream {
         body_size: usize,
         end_of_stream: bool,
     ) -> Flow {
+        if self.fleet_checking() {
+            // Held for the fleet: Envoy buffers the body meanwhile.
+            return Flow::Wait;
+        }
         let (Some(loaded), Some(max)) = (
             self.loaded.clone(),
             self.loaded.as_ref().and_then(|l| l.config.request_body_max),
@@ -472,6 +476,9 @@ impl Stream {
     /// Trailers end the request: one still waiting for its body is decided
     /// now, on the body buffered so far. Never let through undecided.
     pub fn on_request_trailers(&mut self, host: &impl Host) -> Flow {
+        if self.fleet_checking() {
+            return Flow::Wait;
+        }
         let (Some(loaded), Some(max)) = (
             self.loaded.clone(),
             self.loaded.as_ref().and_then(|l| l.config.request_body_max),
@@ -643,6 +650,13 @@ impl Stream {
         }
     }
 
+    /// True while the request is held for its fleet-wide checks: nothing of
+    /// it may go on (a body or trailers callback answering `Continue` would
+    /// send the request upstream undecided).
+    fn fleet_checking(&self) -> bool {
+        self.fleet.as_ref().is_some_and(StreamFleet::checking)
+    }
+
     /// A gRPC call of this stream answered (`status` 0 = OK, `size` bytes).
     /// The last check's answer decides the held request; the last charge's
     /// lets the held response end go.
@@ -713,8 +727,9 @@ impl Stream {
             if enforced {
                 return self.refuse_for_fleet(host, refusal, reason);
             }
-            if let Some(facts) = self.pending.as_mut() {
-                // Dry run: recorded as the refusal it would have been.
+            if let Some(facts) = self.pending.as_mut().filter(|f| f.decision != "deny") {
+                // Dry run: recorded as the refusal it would have been
+                // (unless the gate's own would-be denial already is).
                 facts.decision = "deny";
                 facts.reason = reason.to_owned();
                 facts.detail = Some(fleet_detail(refusal));
@@ -830,6 +845,9 @@ impl Stream {
             self.status = Some(reply.status);
             metrics::records_refused(host);
             host.send_local_reply(&reply);
+            // Nothing was delivered, so nothing is charged; a count over a
+            // lease that was the rest of the fleet's budget still suspends.
+            self.charge_fleet(host);
             self.meters.clear();
             return Flow::Stop;
         }
@@ -926,7 +944,13 @@ impl Stream {
         if let Some(fleet) = self.fleet.as_mut() {
             // Ended without its last chunk: the root context charges it.
             let meters = &self.meters;
-            fleet.hand_over(host, &self.outbox, |rule| records_under(meters, rule));
+            fleet.hand_over(
+                host,
+                &self.outbox,
+                &self.decision_id,
+                |rule| records_under(meters, rule),
+                |rule| meters.iter().any(|m| m.rule == rule && m.lease_spent()),
+            );
         }
         let Some(mut facts) = self.pending.take() else {
             return;

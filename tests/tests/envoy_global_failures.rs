@@ -128,6 +128,18 @@ fn a_hung_redis_costs_the_timeout_not_a_hang() {
         );
         labels.push(audited_failure(envoy, &r, &TIMEOUT_FAILURES));
     }
+    // A body arriving while the check is out is held with the request, not
+    // sent upstream undecided.
+    let auth = palisade_tests::fleet::bearer(ATTACKER);
+    let r = palisade_tests::http::request_with_body(
+        fleet.port(0),
+        "GET",
+        &page(4),
+        &[("authorization", auth.as_bytes())],
+        vec![b'x'; 4096],
+    );
+    assert_unavailable(&r, "Redis hung, a request with a body");
+    labels.push(audited_failure(envoy, &r, &TIMEOUT_FAILURES));
     assert_eq!(fleet.up.hits(), before, "nothing reached the upstream");
     // Each counted under the label its audit record names.
     for label in TIMEOUT_FAILURES {
@@ -141,7 +153,7 @@ fn a_hung_redis_costs_the_timeout_not_a_hang() {
     println!("a hung Redis: the filter's timeouts were labelled {labels:?}");
 
     fleet.redis.resume();
-    assert_eq!(records(&wait_recovered(&fleet, 0, 4)), PAGE);
+    assert_eq!(records(&wait_recovered(&fleet, 0, 5)), PAGE);
 }
 
 /// The service itself gone (its port refuses connections): the same

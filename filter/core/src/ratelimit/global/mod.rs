@@ -14,8 +14,10 @@
 //! check on top. So `on_failure: "local"` means exactly "the local limits
 //! alone decide", with counters that are up to date. The local limits are
 //! asked first: a request they refuse costs no round trip. In `dry_run`
-//! the calls are made and counted alike; only the verdict is not enforced
-//! and no body is cut at a lease.
+//! the request-phase checks are made and counted alike (a would-be refusal
+//! is recorded), but nothing is enforced: no body is cut at a lease, no
+//! identity suspended, and, as dry run meters no response, no records are
+//! charged.
 //!
 //! # What is sent when
 //!
