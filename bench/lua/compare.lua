@@ -11,6 +11,9 @@
 --   BENCH_METHOD      request method (default GET); the URL gives the path
 --   BENCH_FULL_BYTES  length of the upstream's whole body: a 2xx response
 --                     with a shorter body is counted as "<status> cut"
+--   BENCH_RECORD_MARK a string each record of the body carries once (e.g.
+--                     '"email":'): its occurrences in 2xx bodies are summed
+--                     and reported as "records" (records delivered)
 --
 -- A response is counted under "<status>", or "<status> <reason>" when the
 -- body names one: Palisade's JSON replies carry "reason": "...", and Envoy's
@@ -32,6 +35,10 @@ end
 
 local method = os.getenv("BENCH_METHOD") or "GET"
 local full_bytes = tonumber(os.getenv("BENCH_FULL_BYTES") or "")
+local record_mark = os.getenv("BENCH_RECORD_MARK")
+if record_mark == "" then
+  record_mark = nil
+end
 
 wrk.method = method
 wrk.headers["Authorization"] = "Bearer " .. tokens[1]
@@ -44,8 +51,10 @@ function setup(thread)
   threads[#threads + 1] = thread
 end
 
--- Thread state. `counts` is global so that done() can read it per thread.
+-- Thread state. `counts` and `records` are global so that done() can read
+-- them per thread.
 counts = {}
+records = 0
 
 if #tokens > 1 then
   local next_index, step, headers
@@ -69,6 +78,17 @@ function response(status, headers, body)
     if full_bytes and #body < full_bytes then
       key = key .. " cut"
     end
+    if record_mark then
+      local at = 1
+      while true do
+        local found = string.find(body, record_mark, at, true)
+        if not found then
+          break
+        end
+        records = records + 1
+        at = found + #record_mark
+      end
+    end
   else
     local reason = body:match('"reason"%s*:%s*"([%w_]+)"')
     if not reason and #body > 0 and #body <= 40 and body:match("^[%w_: ]+$") then
@@ -83,10 +103,12 @@ end
 
 function done(summary, latency, requests)
   local merged = {}
+  local delivered = 0
   for _, thread in ipairs(threads) do
     for key, n in pairs(thread:get("counts")) do
       merged[key] = (merged[key] or 0) + n
     end
+    delivered = delivered + thread:get("records")
   end
   local mix = {}
   for key, n in pairs(merged) do
@@ -97,10 +119,10 @@ function done(summary, latency, requests)
     'BENCH_RESULT {"requests": %d, "duration_us": %d, "bytes": %d, '
       .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
       .. '"latency_us": {"mean": %.1f, "p50": %.1f, "p75": %.1f, "p90": %.1f, '
-      .. '"p99": %.1f, "p99.9": %.1f, "max": %.1f}, "status": {%s}}\n',
+      .. '"p99": %.1f, "p99.9": %.1f, "max": %.1f}, "status": {%s}, "records": %d}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.mean, latency:percentile(50), latency:percentile(75), latency:percentile(90),
     latency:percentile(99), latency:percentile(99.9), latency.max,
-    table.concat(mix, ", ")))
+    table.concat(mix, ", "), delivered))
 end
