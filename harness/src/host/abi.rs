@@ -403,13 +403,14 @@ pub fn link(linker: &mut Linker<HostState>) -> Result<()> {
     )?;
 
     // The harness has no gRPC clusters (no rate limit service): a gRPC call
-    // is refused with the status Envoy gives a call to a cluster it does not
-    // have (ParseFailure; the Rust SDK turns BadArgument into a panic), so a
-    // fleet-wide limit fails as its `on_failure` says. Counted, for tests.
+    // is refused as Envoy refuses one it cannot start (ParseFailure for a
+    // bare unknown cluster name, InternalFailure for a GrpcService naming
+    // one; the Rust SDK maps both to an error, and turns BadArgument into a
+    // panic), so a fleet-wide limit fails as its `on_failure` says.
     linker.func_wrap(
         "env",
         "proxy_grpc_call",
-        |mut c: C,
+        |_c: C,
          _sp: u32,
          _sl: u32,
          _np: u32,
@@ -422,10 +423,7 @@ pub fn link(linker: &mut Linker<HostState>) -> Result<()> {
          _rl: u32,
          _timeout_ms: u32,
          _ret_token: u32|
-         -> Result<u32> {
-            c.data_mut().grpc_calls_refused += 1;
-            Ok(PARSE_FAILURE)
-        },
+         -> Result<u32> { Ok(PARSE_FAILURE) },
     )?;
     Ok(())
 }

@@ -200,8 +200,6 @@ pub struct HostState {
     pub effective_context: u32,
     pub http_calls: Vec<HttpCall>,
     pub next_call_token: u32,
-    /// gRPC calls the filter tried (the harness refuses them all).
-    pub grpc_calls_refused: u32,
     /// Headers, body and trailers of the http call response being delivered.
     pub call_response: Option<(HeaderPairs, Vec<u8>, HeaderPairs)>,
 }
@@ -225,7 +223,6 @@ impl HostState {
             effective_context: 0,
             http_calls: Vec::new(),
             next_call_token: 1,
-            grpc_calls_refused: 0,
             call_response: None,
         }
     }

@@ -280,6 +280,12 @@ impl Policy {
                     format!("line {line}: `{{` and `[` nest deeper than {MAX_NESTING}; such a module is refused (the Rego parser's time doubles with each level)"),
                 ));
             }
+            if let Some(line) = too_long_a_chain(source) {
+                return Err(perr(
+                    format!("modules[{name:?}]"),
+                    format!("line {line}: an expression chains more than {MAX_CHAIN} operators (`.`, `[`, `-`, `+`, ...); such a module is refused (the Rego parser and compiler recurse once per operator, and would overflow the stack)"),
+                ));
+            }
         }
         let mut engine = Engine::new();
         engine.set_policy_length_config(PolicyLengthConfig {
@@ -450,6 +456,75 @@ const MAX_LINE_CHARS: NonZeroU32 = match NonZeroU32::new(65_536) {
 /// levels: 0.15 s, 20: 2 s, 90: hours), so a deeper module would stall
 /// the load (found by the `config_load` fuzz target).
 pub const MAX_NESTING: usize = 12;
+
+/// How many operators one expression may chain. regorus builds a chain
+/// (`input.a.a.a…`, `1+1+1…`, `---1`) as a tree as deep as it is long and
+/// walks it recursively, so a long enough one overflows the stack: 5,000
+/// `.a` did natively, and a Wasm VM's stack is smaller (found by the
+/// `config_load` fuzz target, as a SIGSEGV). Real expressions chain a few
+/// dozen at most.
+pub const MAX_CHAIN: usize = 100;
+
+/// The line where one expression first chains more than [`MAX_CHAIN`]
+/// operators, outside strings and comments. An over-count, on purpose:
+/// every operator character counts (`==` twice), and an expression is
+/// everything between `,`, `;` and the newlines outside `(` (inside
+/// parentheses an expression may go on over lines).
+fn too_long_a_chain(source: &str) -> Option<usize> {
+    let (mut ops, mut parens, mut line) = (0usize, 0usize, 1usize);
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => {
+                line += 1;
+                if parens == 0 {
+                    ops = 0;
+                }
+            }
+            ',' | ';' => ops = 0,
+            '(' => parens += 1,
+            ')' => parens = parens.saturating_sub(1),
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        line += 1;
+                        if parens == 0 {
+                            ops = 0;
+                        }
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                let mut escaped = false;
+                for c in chars.by_ref() {
+                    match c {
+                        '\\' if !escaped => escaped = true,
+                        '"' if !escaped => break,
+                        _ => escaped = false,
+                    }
+                }
+            }
+            '`' => {
+                for c in chars.by_ref() {
+                    match c {
+                        '`' => break,
+                        '\n' => line += 1,
+                        _ => {}
+                    }
+                }
+            }
+            '.' | '[' | '-' | '+' | '*' | '/' | '%' | '&' | '|' | '<' | '>' | '=' | '!' => {
+                ops += 1;
+                if ops > MAX_CHAIN {
+                    return Some(line);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
 
 /// The line where `{`/`[` first nest deeper than [`MAX_NESTING`], outside
 /// strings and comments.
