@@ -274,17 +274,20 @@ impl Policy {
             ));
         }
         for (name, source) in modules {
-            if let Some(line) = too_deep(source) {
-                return Err(perr(
-                    format!("modules[{name:?}]"),
-                    format!("line {line}: `{{` and `[` nest deeper than {MAX_NESTING}; such a module is refused (the Rego parser's time doubles with each level)"),
-                ));
-            }
-            if let Some(line) = too_long_a_chain(source) {
-                return Err(perr(
-                    format!("modules[{name:?}]"),
-                    format!("line {line}: an expression chains more than {MAX_CHAIN} operators (`.`, `[`, `-`, `+`, ...); such a module is refused (the Rego parser and compiler recurse once per operator, and would overflow the stack)"),
-                ));
+            match too_complex(source) {
+                Some((line, Complexity::Nesting)) => {
+                    return Err(perr(
+                        format!("modules[{name:?}]"),
+                        format!("line {line}: `{{` and `[` nest deeper than {MAX_NESTING}; such a module is refused (the Rego parser's time doubles with each level)"),
+                    ));
+                }
+                Some((line, Complexity::Chain)) => {
+                    return Err(perr(
+                        format!("modules[{name:?}]"),
+                        format!("line {line}: an expression chains more than {MAX_CHAIN} operators (`.`, `[`, `-`, `+`, ...); such a module is refused (the Rego parser and compiler recurse once per operator, and would overflow the stack)"),
+                    ));
+                }
+                None => {}
             }
         }
         let mut engine = Engine::new();
@@ -465,14 +468,23 @@ pub const MAX_NESTING: usize = 12;
 /// dozen at most.
 pub const MAX_CHAIN: usize = 100;
 
-/// The line where one expression first chains more than [`MAX_CHAIN`]
-/// operators, outside strings and comments. An over-count, on purpose:
-/// every operator character counts (`==` twice), and an expression is
-/// everything between `,`, `;` and the newlines outside `(` (inside
-/// parentheses an expression may go on over lines).
-fn too_long_a_chain(source: &str) -> Option<usize> {
-    let (mut ops, mut parens, mut line) = (0usize, 0usize, 1usize);
-    let mut chars = source.chars().peekable();
+/// What makes a module too complex to hand to the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Complexity {
+    /// `{` and `[` nest deeper than [`MAX_NESTING`].
+    Nesting,
+    /// One expression chains more than [`MAX_CHAIN`] operators.
+    Chain,
+}
+
+/// The line where `source` first gets too complex, outside strings and
+/// comments, and how. Nesting counts `{` and `[`. The chain is an
+/// over-count, on purpose: every operator character counts (`==` twice),
+/// and an expression is everything between `,`, `;` and the newlines
+/// outside `(` (inside parentheses an expression may go on over lines).
+fn too_complex(source: &str) -> Option<(usize, Complexity)> {
+    let (mut depth, mut parens, mut ops, mut line) = (0usize, 0usize, 0usize, 1usize);
+    let mut chars = source.chars();
     while let Some(c) = chars.next() {
         match c {
             '\n' => {
@@ -485,61 +497,13 @@ fn too_long_a_chain(source: &str) -> Option<usize> {
             '(' => parens += 1,
             ')' => parens = parens.saturating_sub(1),
             '#' => {
+                // A comment runs to the end of the line.
                 for c in chars.by_ref() {
                     if c == '\n' {
                         line += 1;
                         if parens == 0 {
                             ops = 0;
                         }
-                        break;
-                    }
-                }
-            }
-            '"' => {
-                let mut escaped = false;
-                for c in chars.by_ref() {
-                    match c {
-                        '\\' if !escaped => escaped = true,
-                        '"' if !escaped => break,
-                        _ => escaped = false,
-                    }
-                }
-            }
-            '`' => {
-                for c in chars.by_ref() {
-                    match c {
-                        '`' => break,
-                        '\n' => line += 1,
-                        _ => {}
-                    }
-                }
-            }
-            '.' | '[' | '-' | '+' | '*' | '/' | '%' | '&' | '|' | '<' | '>' | '=' | '!' => {
-                ops += 1;
-                if ops > MAX_CHAIN {
-                    return Some(line);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The line where `{`/`[` first nest deeper than [`MAX_NESTING`], outside
-/// strings and comments.
-fn too_deep(source: &str) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut line = 1;
-    let mut chars = source.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\n' => line += 1,
-            '#' => {
-                // A comment runs to the end of the line.
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        line += 1;
                         break;
                     }
                 }
@@ -567,14 +531,23 @@ fn too_deep(source: &str) -> Option<usize> {
                     }
                 }
             }
-            '{' | '[' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Some(line);
-                }
-            }
             '}' | ']' => depth = depth.saturating_sub(1),
             _ => {}
+        }
+        if matches!(c, '{' | '[') {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Some((line, Complexity::Nesting));
+            }
+        }
+        if matches!(
+            c,
+            '.' | '[' | '-' | '+' | '*' | '/' | '%' | '&' | '|' | '<' | '>' | '=' | '!'
+        ) {
+            ops += 1;
+            if ops > MAX_CHAIN {
+                return Some((line, Complexity::Chain));
+            }
         }
     }
     None
