@@ -63,6 +63,36 @@ pub fn seen_status(status: u32, sent: Duration, now: Duration, timeout: Duration
     }
 }
 
+/// Acts on a charge's answer: a budget it overspent suspends the identity
+/// (queued in `outbox`, when enforced; true then), a failed charge is
+/// counted.
+fn after_charge(
+    host: &impl Host,
+    outbox: &Outbox,
+    check: &Check,
+    outcome: ChargeOutcome,
+    enforced: bool,
+    decision_id: &str,
+) -> bool {
+    match outcome {
+        ChargeOutcome::Charged { .. } => false,
+        ChargeOutcome::OverBudget { suspend } => {
+            let suspend = suspend && enforced;
+            if suspend {
+                outbox.push(
+                    host,
+                    Deferred::Suspend(check.clone(), decision_id.to_owned()),
+                );
+            }
+            suspend
+        }
+        ChargeOutcome::Failed(f) => {
+            failed(host, "charge", check.rule(), f.reason());
+            false
+        }
+    }
+}
+
 /// Counts a call that gave no usable answer, by reason, and logs it.
 pub fn failed(host: &impl Host, what: &str, rule: &str, reason: &str) {
     host.count(&format!("palisade.rls_failures.{reason}"), 1);
@@ -173,15 +203,10 @@ impl Outbox {
         let status = seen_status(status, sent, now, deferred.check().timeout());
         match deferred {
             Deferred::Charge(check, _, enforced) => {
-                match check.on_charge_response(status, &body) {
-                    ChargeOutcome::Charged { .. } => {}
-                    ChargeOutcome::OverBudget { suspend } => {
-                        if suspend && enforced {
-                            self.push(host, Deferred::Suspend(check, String::new()));
-                            self.send(host);
-                        }
-                    }
-                    ChargeOutcome::Failed(f) => failed(host, "charge", check.rule(), f.reason()),
+                let outcome = check.on_charge_response(status, &body);
+                if after_charge(host, self, &check, outcome, enforced, "") {
+                    // This is the root context: the suspension goes at once.
+                    self.send(host);
                 }
                 Some(None)
             }
@@ -350,18 +375,8 @@ impl StreamFleet {
         let now = host.now().unwrap_or_default();
         if let Some(check) = self.checks.get(i) {
             let status = seen_status(status, self.sent, now, check.timeout());
-            match check.on_charge_response(status, &body) {
-                ChargeOutcome::Charged { .. } => {}
-                ChargeOutcome::OverBudget { suspend } => {
-                    if suspend && self.enforced {
-                        outbox.push(
-                            host,
-                            Deferred::Suspend(check.clone(), decision_id.to_owned()),
-                        );
-                    }
-                }
-                ChargeOutcome::Failed(f) => failed(host, "charge", check.rule(), f.reason()),
-            }
+            let outcome = check.on_charge_response(status, &body);
+            after_charge(host, outbox, check, outcome, self.enforced, decision_id);
         }
         Some(!self.charging.is_empty())
     }
