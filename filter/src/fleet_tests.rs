@@ -295,8 +295,9 @@ fn with_on_failure_local_the_local_limits_decide_and_the_fallback_is_on_record()
     );
 }
 
-#[test]
-fn a_client_that_hangs_up_is_still_charged_by_the_root() {
+/// A bulk request the fleet allowed with `remaining` records left, whose
+/// upstream has answered 200: the host, the root's outbox and the stream.
+fn responding_with_lease(remaining: u32) -> (MockHost, Rc<Outbox>, Stream) {
     let host = bulk_get("exporter");
     let outbox = Rc::new(Outbox::default());
     let mut stream = stream_in(loaded("deny"), &outbox);
@@ -305,10 +306,16 @@ fn a_client_that_hangs_up_is_still_charged_by_the_root() {
         &mut stream,
         &host,
         0,
-        answer(vec![status(false, 500), status(false, 0)]),
+        answer(vec![status(false, remaining), status(false, 0)]),
     );
     host.add_response_header(":status", "200");
     stream.on_response_headers(&host);
+    (host, outbox, stream)
+}
+
+#[test]
+fn a_client_that_hangs_up_is_still_charged_by_the_root() {
+    let (host, outbox, mut stream) = responding_with_lease(500);
     // Half a page streams, then the stream ends without its last chunk.
     let body = page(10);
     let half = body.len() / 2;
@@ -394,18 +401,7 @@ fn nothing_of_a_held_request_goes_on_before_the_fleet_answers() {
 
 #[test]
 fn a_client_that_hangs_up_after_the_last_lease_is_still_suspended() {
-    let host = bulk_get("exporter");
-    let outbox = Rc::new(Outbox::default());
-    let mut stream = stream_in(loaded("deny"), &outbox);
-    assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
-    reply(
-        &mut stream,
-        &host,
-        0,
-        answer(vec![status(false, 3), status(false, 0)]),
-    );
-    host.add_response_header(":status", "200");
-    stream.on_response_headers(&host);
+    let (host, outbox, mut stream) = responding_with_lease(3);
     // The lease (the fleet's last 3 records) runs out in this chunk; the
     // stream then ends without its last chunk.
     let body = page(10);
