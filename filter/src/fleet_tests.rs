@@ -99,6 +99,17 @@ fn reply(stream: &mut Stream, host: &MockHost, grpc_status: u32, body: Vec<u8>) 
     stream.on_grpc_response(host, token, grpc_status, size);
 }
 
+/// Answers a request-phase check: the records descriptor OVER_LIMIT or OK
+/// with `remaining` left, the suspension descriptor OK (not suspended).
+fn check_answer(stream: &mut Stream, host: &MockHost, over: bool, remaining: u32) {
+    reply(
+        stream,
+        host,
+        0,
+        answer(vec![status(over, remaining), status(false, 0)]),
+    );
+}
+
 /// The last call's request, decoded.
 fn last_request(host: &MockHost) -> RateLimitRequest {
     let calls = host.grpc_calls.borrow();
@@ -149,12 +160,7 @@ fn a_request_waits_for_the_fleet_and_its_body_is_cut_at_the_lease() {
         "the service sees a pseudonym, not the identity"
     );
     // 7 records left fleet-wide: the request goes on, with a lease of 7.
-    reply(
-        &mut stream,
-        &host,
-        0,
-        answer(vec![status(false, 7), status(false, 0)]),
-    );
+    check_answer(&mut stream, &host, false, 7);
     assert_eq!(host.resumed_requests.get(), 1);
     assert!(host.reply.borrow().is_none());
     // The upstream ignores the page size and sends 10: the client gets 7,
@@ -194,12 +200,7 @@ fn a_spent_fleet_budget_refuses_before_the_upstream() {
     let outbox = Rc::new(Outbox::default());
     let mut stream = stream_in(loaded("deny"), &outbox);
     assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
-    reply(
-        &mut stream,
-        &host,
-        0,
-        answer(vec![status(true, 0), status(false, 0)]),
-    );
+    check_answer(&mut stream, &host, true, 0);
     // Overspent (OVER_LIMIT, not merely 0 left): the root suspends fleet-wide.
     let calls = host.grpc_calls.borrow().len();
     outbox.send(&host);
@@ -302,12 +303,7 @@ fn responding_with_lease(remaining: u32) -> (MockHost, Rc<Outbox>, Stream) {
     let outbox = Rc::new(Outbox::default());
     let mut stream = stream_in(loaded("deny"), &outbox);
     assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
-    reply(
-        &mut stream,
-        &host,
-        0,
-        answer(vec![status(false, remaining), status(false, 0)]),
-    );
+    check_answer(&mut stream, &host, false, remaining);
     host.add_response_header(":status", "200");
     stream.on_response_headers(&host);
     (host, outbox, stream)
@@ -479,12 +475,7 @@ fn in_dry_run_a_fleet_refusal_is_recorded_and_the_request_goes_on() {
     let host = bulk_get("exporter");
     let mut stream = stream_in(loaded_in("deny", "dry_run"), &Rc::default());
     assert_eq!(stream.on_request_headers(&host, true), Flow::Wait);
-    reply(
-        &mut stream,
-        &host,
-        0,
-        answer(vec![status(true, 0), status(false, 0)]),
-    );
+    check_answer(&mut stream, &host, true, 0);
     assert_eq!(host.resumed_requests.get(), 1);
     assert!(host.reply.borrow().is_none());
     // Dry run meters nothing: the whole page passes, uncut and uncharged.
